@@ -1,0 +1,3 @@
+from .scope_selection_hook import ScopeSelectionHook
+
+__all__ = ['ScopeSelectionHook']

@@ -1,0 +1,3 @@
+from .scope_metric import ScopeMetric
+
+__all__ = ['ScopeMetric']

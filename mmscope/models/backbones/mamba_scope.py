@@ -1,0 +1,406 @@
+"""MambaScope: coarse-to-fine scoping on a Vision Mamba backbone.
+
+MambaScope (Liu, Xu and Wang, "MambaScope: Coarse-to-Fine Scoping for
+Efficient Vision Mamba", arXiv 2512.00647) first runs the Vim layers on the
+image at half resolution. A gate head rates its confidence from the coarse
+tokens, and a confident image stops there. For the others, the coarse cells
+with the highest importance scores (taken from the SSM outputs of the coarse
+stage) are split into 2x2 fine tokens while the rest stay coarse. The mixed
+sequence then runs through the same layers again, with the coarse features
+reused.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.init import trunc_normal_
+
+from mmscope.models.layers import ReuseBlock
+from mmscope.models.utils.flops import multi_scale_macs, patch_embed_macs
+from mmscope.models.utils.mixed_sequence import (build_mixed_index,
+                                                 coarse_cell_of_fine,
+                                                 gather_mixed, scatter_mixed)
+from mmscope.registry import build_model_from_cfg, register_model
+
+from .vision_mamba import VisionMamba
+
+
+@dataclass
+class ScopeOutput:
+    """Everything one MambaScope forward pass produces for a batch.
+
+    Attributes:
+        maps: Multi-scale maps of the batch, each image on its own path.
+        coarse_maps: Multi-scale maps of the coarse path for every image,
+            or ``None`` when not requested.
+        gate_logits: Gate head logits (batch, num_classes).
+        confidence: Gate confidence per image (batch,).
+        refined: Bool (batch,), True for images that ran the fine stage.
+        scores: Importance score of every coarse cell (batch, Hc * Wc).
+        selected: Bool (batch, Hc * Wc), the coarse cells split into fine
+            tokens (all False for images that stopped).
+        info: One record per image, see :meth:`MambaScope.forward_scope`.
+    """
+
+    maps: Tuple[torch.Tensor, ...]
+    coarse_maps: Optional[Tuple[torch.Tensor, ...]]
+    gate_logits: torch.Tensor
+    confidence: torch.Tensor
+    refined: torch.Tensor
+    scores: torch.Tensor
+    selected: torch.Tensor
+    info: List[dict] = field(default_factory=list)
+
+
+@register_model
+class MambaScope(VisionMamba):
+    """Coarse-to-fine Vision Mamba backbone for dense prediction.
+
+    It accepts every argument of :class:`VisionMamba` (same parameter names,
+    so official Vim checkpoints load through ``init_cfg``) and adds the ones
+    below. Inputs are padded to a multiple of twice the patch size and every
+    output is cropped back.
+
+    Args:
+        gate_head: Config of the gate head, e.g.
+            ``dict(type='ScopeGateHead', num_classes=150)``;
+            ``in_channels`` defaults to the embedding width.
+        threshold: Gate threshold eta. In evaluation an image whose
+            confidence is at least eta stops after the coarse stage;
+            eta >= 1 refines every image and eta = 0 refines none. In
+            training every image is refined.
+        refine_ratio: Share alpha of coarse cells split into fine tokens in a
+            refined image, in (0, 1]; ``ceil(alpha * Hc * Wc)`` cells.
+        score_layers: Layers (0-based) whose mixer outputs feed the
+            importance score; ``None`` takes the second half of the layers.
+        score_momentum: beta of the score update
+            ``S = beta * S + (1 - beta) * max_c softplus(y_l)``.
+        reuse_mlp_ratio: Hidden width of the reuse MLP as a multiple of C.
+        **kwargs: Arguments of :class:`VisionMamba`.
+    """
+
+    extra_prefixes = ('multi_scale.', 'coarse_pos_embed', 'reuse.',
+                      'gate_head.')
+
+    def __init__(self,
+                 gate_head: dict,
+                 threshold: float = 0.9,
+                 refine_ratio: float = 0.8,
+                 score_layers: Optional[Sequence[int]] = None,
+                 score_momentum: float = 0.99,
+                 reuse_mlp_ratio: int = 4,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.refine_ratio = refine_ratio
+        self.score_momentum = score_momentum
+        self._check_options()
+        self.score_layers = self._resolve_score_layers(score_layers)
+
+        self.coarse_pos_grid = (math.ceil(self.pos_grid[0] / 2),
+                                math.ceil(self.pos_grid[1] / 2))
+        self.coarse_pos_embed = nn.Parameter(
+            torch.zeros(1, self.coarse_pos_grid[0] * self.coarse_pos_grid[1],
+                        self.embed_dims))
+        trunc_normal_(self.coarse_pos_embed, std=0.02)
+        self.reuse = ReuseBlock(self.embed_dims, reuse_mlp_ratio)
+
+        gate_cfg = dict(gate_head)
+        gate_cfg.setdefault('in_channels', self.embed_dims)
+        self.gate_head = build_model_from_cfg(gate_cfg)
+
+        # Set by ScopeSelectionHook during training; None uses refine_ratio.
+        self.train_refine_ratio: Optional[float] = None
+        # Number of fine-stage passes run so far, for tests and profiling.
+        self.fine_stage_runs = 0
+        self.scope_info: List[dict] = []
+
+    def _check_options(self) -> None:
+        if not 0 <= self.threshold:
+            raise ValueError(f'threshold must be >= 0, got {self.threshold}; '
+                             'use 0 to refine no image, >= 1 to refine all.')
+        if not 0 < self.refine_ratio <= 1:
+            raise ValueError(f'refine_ratio must be in (0, 1], got '
+                             f'{self.refine_ratio}.')
+        if not 0 <= self.score_momentum < 1:
+            raise ValueError(f'score_momentum must be in [0, 1), got '
+                             f'{self.score_momentum}.')
+
+    def _resolve_score_layers(
+            self, score_layers: Optional[Sequence[int]]) -> Tuple[int, ...]:
+        if score_layers is None:
+            return tuple(range(self.num_layers // 2, self.num_layers))
+        resolved = []
+        for index in score_layers:
+            if not -self.num_layers <= index < self.num_layers:
+                raise ValueError(
+                    f'score_layers entry {index} is out of range for '
+                    f'{self.num_layers} layers.')
+            resolved.append(index % self.num_layers)
+        if not resolved:
+            raise ValueError('score_layers must name at least one layer.')
+        return tuple(sorted(set(resolved)))
+
+    def pos_embed_grids(self) -> Dict[str, Tuple[int, int]]:
+        """Return the stored grid of each position embedding, by key."""
+        return {'pos_embed': self.pos_grid,
+                'coarse_pos_embed': self.coarse_pos_grid}
+
+    def coarse_position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """Return ``coarse_pos_embed`` resampled to ``grid`` (bicubic)."""
+        return self._resampled(self.coarse_pos_embed, self.coarse_pos_grid,
+                               grid)
+
+    @property
+    def active_refine_ratio(self) -> float:
+        """Refine ratio in use: the training schedule's while training."""
+        if self.training and self.train_refine_ratio is not None:
+            return self.train_refine_ratio
+        return self.refine_ratio
+
+    def importance_scores(self, pre_projs: Dict[int, torch.Tensor]
+                          ) -> torch.Tensor:
+        """Fold the score layers' mixer outputs into one score per token.
+
+        Args:
+            pre_projs: Per layer, the mixer output before ``out_proj``,
+                shape (batch, tokens, inner).
+
+        Returns:
+            Scores (batch, tokens) in float32, without gradient.
+        """
+        beta = self.score_momentum
+        scores = None
+        with torch.no_grad():
+            for layer in self.score_layers:
+                peak = F.softplus(pre_projs[layer].float()).amax(dim=-1)
+                scores = (1 - beta) * peak if scores is None else (
+                    beta * scores + (1 - beta) * peak)
+        return scores
+
+    def decide_refinement(self, confidence: torch.Tensor) -> torch.Tensor:
+        """Return a bool per image, True where the fine stage must run."""
+        if self.training or self.threshold >= 1:
+            return torch.ones_like(confidence, dtype=torch.bool)
+        return confidence < self.threshold
+
+    def select_cells(self, scores: torch.Tensor, ratio: float) -> torch.Tensor:
+        """Select the ``ceil(ratio * cells)`` highest-scoring coarse cells.
+
+        Ties go to the lower index, so the selection is deterministic.
+
+        Args:
+            scores: (batch, cells).
+            ratio: Share of cells to select, in (0, 1].
+
+        Returns:
+            Bool mask (batch, cells).
+        """
+        num_cells = scores.shape[1]
+        k = min(max(math.ceil(ratio * num_cells), 1), num_cells)
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+        selected = torch.zeros_like(scores, dtype=torch.bool)
+        return selected.scatter(1, order[:, :k], True)
+
+    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        unit = 2 * self.patch_size
+        pad_h = (-x.shape[-2]) % unit
+        pad_w = (-x.shape[-1]) % unit
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return x
+
+    def _coarse_stage(self, x: torch.Tensor):
+        """Run the coarse stage on padded images.
+
+        Returns:
+            The coarse embedding tokens (patch plus position embedding), the
+            outputs at ``out_indices``, the final normalised tokens, the
+            importance scores and the coarse grid.
+        """
+        half = (x.shape[-2] // 2, x.shape[-1] // 2)
+        small = F.interpolate(
+            x, size=half, mode='bilinear', align_corners=False,
+            antialias=True)
+        tokens, grid = self.patch_embed(small)
+        embedded = tokens + self.coarse_position_embedding(grid).to(
+            tokens.dtype)
+        outs, final, pre_projs = self.forward_tokens(
+            self.pos_drop(embedded), pre_proj_layers=self.score_layers)
+        return embedded, outs, final, self.importance_scores(pre_projs), grid
+
+    def _fine_stage(self, x: torch.Tensor, coarse_embedded: torch.Tensor,
+                    coarse_final: torch.Tensor, selected: torch.Tensor,
+                    fine_grid: Tuple[int, int]
+                    ) -> Tuple[List[torch.Tensor], int]:
+        """Run the mixed sequence of the refined images.
+
+        Returns:
+            Per output layer, the dense fine-grid tokens (batch, Hf*Wf, C),
+            and the length of the mixed sequence.
+        """
+        self.fine_stage_runs += 1
+        fine_tokens, grid = self.patch_embed(x)
+        fine_tokens = fine_tokens + self.position_embedding(grid).to(
+            fine_tokens.dtype)
+        reuse = self.reuse(coarse_final)
+        fine_tokens = fine_tokens + reuse[:, coarse_cell_of_fine(
+            fine_grid, reuse.device)]
+
+        gather_index, scatter_index = build_mixed_index(selected, fine_grid)
+        mixed = gather_mixed(fine_tokens, coarse_embedded, gather_index)
+        outs, _, _ = self.forward_tokens(self.pos_drop(mixed))
+        dense = [scatter_mixed(out, scatter_index) for out in outs]
+        return dense, mixed.shape[1]
+
+    def _coarse_path_maps(self, coarse_outs: List[torch.Tensor],
+                          coarse_grid: Tuple[int, int]) -> List[torch.Tensor]:
+        """Upsample coarse outputs 2x (nearest) onto the fine grid."""
+        return [
+            F.interpolate(self.tokens_to_map(out, coarse_grid),
+                          scale_factor=2, mode='nearest')
+            for out in coarse_outs
+        ]
+
+    def forward_scope(self, x: torch.Tensor,
+                      with_coarse_maps: bool = False) -> ScopeOutput:
+        """Run MambaScope on a batch and keep every intermediate decision.
+
+        Args:
+            x: Images (batch, channels, H, W).
+            with_coarse_maps: Also compute the coarse-path multi-scale maps
+                of every image (used by the training wrappers).
+
+        Returns:
+            A :class:`ScopeOutput`. Each record of ``info`` contains
+            ``stopped``, ``confidence``, ``refine_ratio``,
+            ``selected_cells`` (coarse indices in raster order),
+            ``importance`` (score per coarse cell), ``coarse_grid``,
+            ``fine_grid``, ``input_shape``, ``cell_size`` (side of a coarse
+            cell in input pixels), ``num_coarse_tokens``, ``num_fine_tokens`` (the
+            mixed sequence length, 0 for a stopped image),
+            ``backbone_gflops`` and ``vim_gflops`` (the Vim backbone at the
+            same input size).
+        """
+        if x.dim() != 4:
+            raise ValueError('MambaScope expects images of shape (batch, '
+                             f'channels, height, width), got {tuple(x.shape)}.')
+        input_shape = tuple(x.shape[-2:])
+        padded = self._pad_input(x)
+        fine_grid = (padded.shape[-2] // self.patch_size,
+                     padded.shape[-1] // self.patch_size)
+
+        coarse_embedded, coarse_outs, coarse_final, scores, coarse_grid = \
+            self._coarse_stage(padded)
+        gate_logits = self.gate_head(coarse_final)
+        confidence = self.gate_head.confidence(gate_logits).detach()
+        refined = self.decide_refinement(confidence)
+
+        dense = self._coarse_path_maps(coarse_outs, coarse_grid)
+        coarse_dense = list(dense)
+        selected = torch.zeros_like(scores, dtype=torch.bool)
+        mixed_length = 0
+        refined_index = refined.nonzero().flatten()
+        if refined_index.numel():
+            selected_refined = self.select_cells(scores[refined_index],
+                                                 self.active_refine_ratio)
+            selected = selected.index_copy(0, refined_index, selected_refined)
+            fine_outs, mixed_length = self._fine_stage(
+                padded[refined_index], coarse_embedded[refined_index],
+                coarse_final[refined_index], selected_refined, fine_grid)
+            dense = [
+                full.index_copy(0, refined_index,
+                                self.tokens_to_map(fine, fine_grid).to(
+                                    full.dtype))
+                for full, fine in zip(dense, fine_outs)
+            ]
+
+        maps = self.multi_scale(dense, input_shape)
+        coarse_maps = None
+        if with_coarse_maps:
+            coarse_maps = self.multi_scale(coarse_dense, input_shape)
+
+        output = ScopeOutput(
+            maps=maps, coarse_maps=coarse_maps, gate_logits=gate_logits,
+            confidence=confidence, refined=refined, scores=scores,
+            selected=selected)
+        output.info = self._records(output, input_shape, coarse_grid,
+                                    fine_grid, mixed_length)
+        self.scope_info = output.info
+        return output
+
+    def _records(self, output: ScopeOutput, input_shape: Tuple[int, int],
+                 coarse_grid: Tuple[int, int], fine_grid: Tuple[int, int],
+                 mixed_length: int) -> List[dict]:
+        num_coarse = coarse_grid[0] * coarse_grid[1]
+        vim_gflops = self.count_macs(input_shape) / 1e9
+        records = []
+        for index in range(output.refined.shape[0]):
+            refined = bool(output.refined[index])
+            fine_tokens = mixed_length if refined else 0
+            macs = self.scope_macs(coarse_grid, fine_grid, fine_tokens)
+            records.append(
+                dict(
+                    stopped=not refined,
+                    confidence=float(output.confidence[index]),
+                    refine_ratio=self.active_refine_ratio if refined else 0.0,
+                    selected_cells=output.selected[index].nonzero().flatten()
+                    .tolist(),
+                    importance=output.scores[index].tolist(),
+                    coarse_grid=list(coarse_grid),
+                    fine_grid=list(fine_grid),
+                    input_shape=list(input_shape),
+                    cell_size=2 * self.patch_size,
+                    num_coarse_tokens=num_coarse,
+                    num_fine_tokens=fine_tokens,
+                    backbone_gflops=macs / 1e9,
+                    vim_gflops=vim_gflops))
+        return records
+
+    def scope_macs(self, coarse_grid: Tuple[int, int],
+                   fine_grid: Tuple[int, int], fine_tokens: int) -> int:
+        """Count the MACs of one image on its path.
+
+        Args:
+            coarse_grid: Coarse grid (Hc, Wc).
+            fine_grid: Fine grid (Hf, Wf) the maps are built on.
+            fine_tokens: Length of the mixed sequence, 0 for an image that
+                stopped after the coarse stage.
+
+        Returns:
+            The sum of the coarse stage (patch embedding and layers), the
+            gate head and the multi-scale layers. A refined image adds the
+            reuse block, the fine patch embedding of the whole grid and the
+            layers on the mixed sequence. See :mod:`mmscope.models.utils.flops`.
+        """
+        in_channels = self.patch_embed.proj.in_channels
+        num_coarse = coarse_grid[0] * coarse_grid[1]
+        macs = patch_embed_macs(num_coarse, in_channels, self.embed_dims,
+                                self.patch_size)
+        macs += self.layer_macs(num_coarse)
+        macs += self.gate_head.in_channels * self.gate_head.num_classes
+        macs += multi_scale_macs(fine_grid, self.embed_dims, self.out_strides,
+                                 self.patch_size)
+        if fine_tokens:
+            hidden = self.reuse.fc1.out_features
+            macs += num_coarse * 2 * self.embed_dims * hidden
+            macs += patch_embed_macs(fine_grid[0] * fine_grid[1], in_channels,
+                                     self.embed_dims, self.patch_size)
+            macs += self.layer_macs(fine_tokens)
+        return macs
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Compute multi-scale maps, each image on its own path.
+
+        Args:
+            x: Images of shape (batch, in_channels, H, W).
+
+        Returns:
+            One NCHW map per entry of ``out_indices`` at the matching stride,
+            cropped to the input size. The decisions taken are kept in
+            ``self.scope_info``.
+        """
+        return self.forward_scope(x).maps

@@ -1,0 +1,375 @@
+"""Vision Mamba (Vim) backbone for dense prediction.
+
+Vim (Zhu et al., "Vision Mamba: Efficient Visual Representation Learning with
+Bidirectional State Space Model", ICML 2024) is a plain, non-hierarchical
+backbone: 16x16 patches, an absolute position embedding and a stack of
+bidirectional Mamba layers. For dense prediction this backbone takes the token
+maps of a few layers and turns them into maps at strides 4, 8, 16 and 32.
+"""
+import math
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import nn
+from torch.nn.init import trunc_normal_
+from torch.utils.checkpoint import checkpoint
+
+from mmscope.models.layers import (MultiScaleMaps, PatchEmbed, RMSNorm,
+                                   VimBlock, resample_pos_embed)
+from mmscope.models.utils.checkpoint_io import load_checkpoint_file
+from mmscope.models.utils.flops import (multi_scale_macs, patch_embed_macs,
+                                        vim_layer_macs)
+from mmscope.models.utils.vim_checkpoint import (convert_vim_state_dict,
+                                                 load_state_dict_checked,
+                                                 unwrap_state_dict)
+from mmscope.registry import register_model
+
+IntOrPair = Union[int, Tuple[int, int]]
+
+ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
+    'tiny': dict(embed_dims=192, num_layers=24, state_size=16, expand=2,
+                 patch_size=16),
+    'small': dict(embed_dims=384, num_layers=24, state_size=16, expand=2,
+                  patch_size=16),
+    'base': dict(embed_dims=768, num_layers=24, state_size=16, expand=2,
+                 patch_size=16),
+}
+
+
+def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    raise TypeError(f'{name} must be an int or a (height, width) pair, '
+                    f'got {value!r}.')
+
+
+def default_out_indices(num_layers: int) -> Tuple[int, ...]:
+    """Return the last layer of each quarter of the depth (0-based).
+
+    For 24 layers these are layers 5, 11, 17 and 23, the 6th, 12th, 18th and
+    24th layer.
+    """
+    return tuple(max(num_layers * quarter // 4 - 1, 0) for quarter in range(1, 5))
+
+
+@register_model
+class VisionMamba(BaseModule):
+    """Vision Mamba backbone returning multi-scale NCHW maps.
+
+    Parameter names follow the official Vim code (``patch_embed.proj``,
+    ``pos_embed``, ``layers.{i}.norm``, ``layers.{i}.mixer.*``, ``norm_f``),
+    so official ImageNet checkpoints load by name through ``init_cfg``.
+
+    Args:
+        arch: Preset, one of ``'tiny'``, ``'small'``, ``'base'``.
+        embed_dims: Token width; overrides the preset.
+        num_layers: Number of Vim layers; overrides the preset.
+        state_size: SSM state size per channel; overrides the preset.
+        expand: Mixer inner width factor; overrides the preset.
+        patch_size: Patch side in pixels; overrides the preset.
+        img_size: Image size whose patch grid the stored position embedding
+            covers (``img_size / patch_size`` per side). Other input sizes
+            are served by resampling it.
+        in_channels: Image channels.
+        out_indices: Layers (0-based, -1 for the last) whose outputs become
+            the output maps. ``None`` takes the last layer of each quarter of
+            the depth: 5, 11, 17 and 23 for 24 layers.
+        out_strides: Output stride of each returned map, one per entry of
+            ``out_indices``.
+        drop_rate: Dropout after adding the position embedding.
+        drop_path_rate: Stochastic depth rate of the last layer; it grows
+            linearly from 0 over the layers.
+        final_norm: Apply the final RMSNorm ``norm_f`` to the last layer's
+            output when it is one of the outputs.
+        norm_cfg: Norm layer config of the multi-scale upsampling layers.
+        with_cp: Use activation checkpointing in every layer while training.
+        pretrained: Deprecated path to a checkpoint; use ``init_cfg``.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an
+            official Vim checkpoint or an mmscope one (optional ``prefix``).
+    """
+
+    # Parameters added on top of the Vim body, allowed to be missing from a
+    # Vim checkpoint.
+    extra_prefixes: Tuple[str, ...] = ('multi_scale.', )
+
+    def __init__(self,
+                 arch: str = 'tiny',
+                 embed_dims: Optional[int] = None,
+                 num_layers: Optional[int] = None,
+                 state_size: Optional[int] = None,
+                 expand: Optional[int] = None,
+                 patch_size: Optional[int] = None,
+                 img_size: IntOrPair = 224,
+                 in_channels: int = 3,
+                 out_indices: Optional[Union[int, Sequence[int]]] = None,
+                 out_strides: Sequence[int] = (4, 8, 16, 32),
+                 drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0,
+                 final_norm: bool = True,
+                 norm_cfg: Optional[dict] = None,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('Set either init_cfg or the deprecated '
+                                 'pretrained, not both.')
+            warnings.warn('pretrained is deprecated; use '
+                          'init_cfg=dict(type="Pretrained", checkpoint=...)',
+                          DeprecationWarning)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+
+        settings = self._resolve_arch(arch, embed_dims, num_layers, state_size,
+                                      expand, patch_size)
+        self.arch = arch
+        self.embed_dims = settings['embed_dims']
+        self.num_layers = settings['num_layers']
+        self.state_size = settings['state_size']
+        self.expand = settings['expand']
+        self.patch_size = settings['patch_size']
+        self.with_cp = with_cp
+        self.final_norm = final_norm
+
+        img_h, img_w = _to_pair(img_size, 'img_size')
+        self.pos_grid = (max(img_h // self.patch_size, 1),
+                         max(img_w // self.patch_size, 1))
+        self.out_indices = self._resolve_out_indices(out_indices)
+        self.out_strides = tuple(out_strides)
+        if len(self.out_strides) != len(self.out_indices):
+            raise ValueError(
+                f'out_strides {self.out_strides} must have one stride per '
+                f'entry of out_indices {self.out_indices}.')
+
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims,
+                                      self.patch_size)
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, self.pos_grid[0] * self.pos_grid[1],
+                        self.embed_dims))
+        trunc_normal_(self.pos_embed, std=0.02)
+        self.pos_drop = nn.Dropout(p=drop_rate)
+
+        rates = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.layers = nn.ModuleList([
+            VimBlock(
+                self.embed_dims, state_size=self.state_size,
+                expand=self.expand, drop_path=rate,
+                num_layers=self.num_layers) for rate in rates
+        ])
+        self.norm_f = RMSNorm(self.embed_dims)
+        self.multi_scale = MultiScaleMaps(
+            self.embed_dims, self.patch_size, self.out_strides,
+            dict(norm_cfg or dict(type='BN', requires_grad=True)))
+        self._pos_embed_cache: Dict[tuple, torch.Tensor] = {}
+
+    @staticmethod
+    def _resolve_arch(arch: str, *overrides: Optional[int]) -> Dict[str, int]:
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'Invalid arch {arch!r}; choose one of '
+                             f'{sorted(ARCH_SETTINGS)}.')
+        settings = dict(ARCH_SETTINGS[arch])
+        for name, value in zip(('embed_dims', 'num_layers', 'state_size',
+                                'expand', 'patch_size'), overrides):
+            if value is None:
+                continue
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f'{name} must be a positive int, got '
+                                 f'{value!r}.')
+            settings[name] = value
+        return settings
+
+    def _resolve_out_indices(
+            self, out_indices: Optional[Union[int, Sequence[int]]]
+    ) -> Tuple[int, ...]:
+        if out_indices is None:
+            return default_out_indices(self.num_layers)
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        resolved = []
+        for index in out_indices:
+            if not -self.num_layers <= index < self.num_layers:
+                raise ValueError(
+                    f'out_indices entry {index} is out of range for '
+                    f'{self.num_layers} layers; use 0..{self.num_layers - 1} '
+                    'or -1 for the last layer.')
+            resolved.append(index % self.num_layers)
+        return tuple(resolved)
+
+    def position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """Return ``pos_embed`` resampled to ``grid`` (bicubic).
+
+        Resampled copies are cached per grid while no gradient flows into
+        ``pos_embed``, as in evaluation. The cache is keyed on the
+        parameter's version counter, so updating the weights invalidates it.
+        """
+        return self._resampled(self.pos_embed, self.pos_grid, grid)
+
+    def _resampled(self, pos_embed: torch.Tensor, src: Tuple[int, int],
+                   dst: Tuple[int, int]) -> torch.Tensor:
+        if torch.is_grad_enabled() and pos_embed.requires_grad:
+            return resample_pos_embed(pos_embed, src, dst)
+
+        key = (id(pos_embed), pos_embed._version, pos_embed.device,
+               pos_embed.dtype, src, dst)
+        cached = self._pos_embed_cache.get(key)
+        if cached is None:
+            if len(self._pos_embed_cache) > 32:
+                self._pos_embed_cache.clear()
+            with torch.no_grad():
+                cached = resample_pos_embed(pos_embed, src, dst)
+            self._pos_embed_cache[key] = cached
+        return cached
+
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Embed images into position-encoded tokens.
+
+        Args:
+            x: Images of shape (batch, channels, H, W), any H and W.
+
+        Returns:
+            Tokens (batch, Hp * Wp, C) and the grid ``(Hp, Wp)``.
+        """
+        tokens, grid = self.patch_embed(x)
+        tokens = tokens + self.position_embedding(grid).to(tokens.dtype)
+        return self.pos_drop(tokens), grid
+
+    def _run_layer(self, layer: VimBlock, x: torch.Tensor,
+                   return_pre_proj: bool):
+        if self.with_cp and self.training and x.requires_grad:
+            return checkpoint(layer, x, return_pre_proj, use_reentrant=False)
+        return layer(x, return_pre_proj)
+
+    def forward_tokens(
+        self,
+        tokens: torch.Tensor,
+        out_indices: Optional[Sequence[int]] = None,
+        pre_proj_layers: Sequence[int] = ()
+    ) -> Tuple[List[torch.Tensor], torch.Tensor, Dict[int, torch.Tensor]]:
+        """Run all layers on a token sequence.
+
+        Args:
+            tokens: Position-encoded tokens of shape (batch, length, C) in any
+                order; the layers only see the sequence.
+            out_indices: Layers whose outputs to collect; defaults to
+                ``self.out_indices``.
+            pre_proj_layers: Layers whose mixer output before ``out_proj`` to
+                collect, shape (batch, length, inner).
+
+        Returns:
+            The outputs at ``out_indices`` (each (batch, length, C), the last
+            layer normalised with ``norm_f`` when ``final_norm``), the final
+            normalised tokens, and the pre-projection outputs by layer.
+        """
+        out_indices = self.out_indices if out_indices is None else out_indices
+        wanted = set(out_indices)
+        pre_proj_wanted = set(pre_proj_layers)
+        last = self.num_layers - 1
+
+        collected: Dict[int, torch.Tensor] = {}
+        pre_projs: Dict[int, torch.Tensor] = {}
+        x = tokens
+        for index, layer in enumerate(self.layers):
+            x, pre_proj = self._run_layer(layer, x, index in pre_proj_wanted)
+            if pre_proj is not None:
+                pre_projs[index] = pre_proj
+            if index in wanted:
+                collected[index] = x
+
+        final = self.norm_f(x.to(self.norm_f.weight.dtype)).to(tokens.dtype)
+        if self.final_norm and last in wanted:
+            collected[last] = final
+        outs = [collected[index].to(tokens.dtype) for index in out_indices]
+        return outs, final, pre_projs
+
+    @staticmethod
+    def tokens_to_map(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """Reshape raster-order tokens (batch, H*W, C) to (batch, C, H, W)."""
+        batch, _, channels = tokens.shape
+        return tokens.transpose(1, 2).reshape(batch, channels, *grid)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Compute multi-scale maps.
+
+        Args:
+            x: Images of shape (batch, in_channels, H, W).
+
+        Returns:
+            One NCHW map per entry of ``out_indices``, at the matching entry
+            of ``out_strides``, cropped to ``ceil(H / stride)`` by
+            ``ceil(W / stride)``.
+        """
+        if x.dim() != 4:
+            raise ValueError('VisionMamba expects images of shape (batch, '
+                             f'channels, height, width), got {tuple(x.shape)}.')
+        tokens, grid = self.embed(x)
+        outs, _, _ = self.forward_tokens(tokens)
+        maps = [self.tokens_to_map(out, grid) for out in outs]
+        return self.multi_scale(maps, tuple(x.shape[-2:]))
+
+    def layer_macs(self, num_tokens: int) -> int:
+        """Count the MACs of all Vim layers on a sequence of ``num_tokens``."""
+        mixer = self.layers[0].mixer
+        return self.num_layers * vim_layer_macs(
+            num_tokens, self.embed_dims, mixer.inner_dims, mixer.state_size,
+            mixer.dt_rank, mixer.conv1d.kernel_size[0])
+
+    def count_macs(self, input_shape: Tuple[int, int]) -> int:
+        """Count the backbone MACs for one image of ``input_shape`` (H, W).
+
+        See :mod:`mmscope.models.utils.flops` for what is counted.
+        """
+        grid = (math.ceil(input_shape[0] / self.patch_size),
+                math.ceil(input_shape[1] / self.patch_size))
+        num_tokens = grid[0] * grid[1]
+        embed = patch_embed_macs(num_tokens, self.patch_embed.proj.in_channels,
+                                 self.embed_dims, self.patch_size)
+        maps = multi_scale_macs(grid, self.embed_dims, self.out_strides,
+                                self.patch_size)
+        return embed + self.layer_macs(num_tokens) + maps
+
+    def pos_embed_grids(self) -> Dict[str, Tuple[int, int]]:
+        """Return the stored grid of each position embedding, by key."""
+        return {'pos_embed': self.pos_grid}
+
+    def convert_checkpoint(self, checkpoint: dict,
+                           prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+        """Convert a loaded checkpoint to this backbone's state-dict layout.
+
+        Args:
+            checkpoint: Content of a Vim or mmscope checkpoint file.
+            prefix: Key prefix to select and strip, such as ``'backbone.'``.
+
+        Returns:
+            A state dict with this backbone's key names and grid sizes.
+        """
+        state_dict = unwrap_state_dict(checkpoint, prefix)
+        converted, dropped = convert_vim_state_dict(state_dict,
+                                                    self.pos_embed_grids())
+        if dropped:
+            print_log(f'Dropped classification-only weights: {dropped}',
+                      logger='current')
+        return converted
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise."""
+        is_pretrained = (
+            self.init_cfg is not None
+            and self.init_cfg.get('type') == 'Pretrained')
+        if not is_pretrained:
+            super().init_weights()
+            return
+
+        path = self.init_cfg['checkpoint']
+        checkpoint_content = load_checkpoint_file(path)
+        state_dict = self.convert_checkpoint(checkpoint_content,
+                                             self.init_cfg.get('prefix'))
+        kept = load_state_dict_checked(
+            self, state_dict, self.extra_prefixes, source=str(path))
+        print_log(f'Loaded {type(self).__name__} weights from {path}; '
+                  f'initialised from scratch: {kept}', logger='current')
+        self._is_init = True

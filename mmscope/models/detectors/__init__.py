@@ -1,0 +1,3 @@
+from .scope_mask_rcnn import ScopeMaskRCNN
+
+__all__ = ['ScopeMaskRCNN']

@@ -1,0 +1,3 @@
+from .scope_gate_head import ScopeGateHead
+
+__all__ = ['ScopeGateHead']

@@ -1,0 +1,3 @@
+from .scope_encoder_decoder import ScopeEncoderDecoder
+
+__all__ = ['ScopeEncoderDecoder']

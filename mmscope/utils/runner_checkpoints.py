@@ -1,0 +1,29 @@
+"""Loading of MMEngine runner checkpoints under PyTorch 2.6 and newer."""
+import os
+
+from mmengine.logging import print_log
+
+FORCE_FULL_LOAD_ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+
+
+def allow_runner_checkpoints() -> None:
+    """Let MMEngine load the checkpoints that its own runner writes.
+
+    PyTorch 2.6 made ``torch.load`` default to ``weights_only=True``.
+    MMEngine 0.10 calls ``torch.load`` without that argument, and its runner
+    checkpoints pickle ``HistoryBuffer`` objects with bound methods, which the
+    weights-only unpickler rejects, so ``--resume``, ``load_from`` and
+    ``tools/test.py`` would fail. Setting ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+    restores the full unpickler for calls that do not pass ``weights_only``;
+    mmscope's own loading of pretrained weights passes ``weights_only=True``
+    and is not affected. Only load checkpoints from a trusted source.
+
+    A value the user already set is kept.
+    """
+    if FORCE_FULL_LOAD_ENV_VAR in os.environ:
+        return
+    os.environ[FORCE_FULL_LOAD_ENV_VAR] = '1'
+    print_log(
+        f'Set {FORCE_FULL_LOAD_ENV_VAR}=1 so that MMEngine can load runner '
+        'checkpoints; load only checkpoints from a trusted source.',
+        logger='current')

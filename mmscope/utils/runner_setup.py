@@ -1,0 +1,58 @@
+"""Command-line options and runner set-up shared by the train and test tools."""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .device_config import adapt_config_to_device, init_cpu_process_group
+from .runner_checkpoints import allow_runner_checkpoints
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--work-dir``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
+    parser.add_argument(
+        '--work-dir',
+        help='folder for logs, metrics and checkpoints (default: '
+        'work_dirs/CONFIG_NAME)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. model.backbone.threshold=0.9 '
+        'or train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for distributed runs')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
+    """Load a config and apply the options of :func:`add_runner_arguments`."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(config_path)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Adapt ``cfg`` to this machine's devices and build its runner."""
+    adapt_config_to_device(cfg, cfg.launcher)
+    allow_runner_checkpoints()
+    init_cpu_process_group(cfg, cfg.launcher)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

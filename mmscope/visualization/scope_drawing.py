@@ -1,0 +1,140 @@
+"""Pictures of MambaScope's decisions: refined cells and importance scores.
+
+Records come from the ``scope`` metainfo of a prediction. Their cells are
+given in pixels of the image fed to the network (``img_shape``, after the
+test pipeline's resize), and the drawing functions map them onto the
+original image.
+"""
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+Box = Tuple[int, int, int, int]
+
+REFINED_COLOR = (0, 220, 0)  # RGB
+STOPPED_COLOR = (230, 40, 40)
+
+
+def selected_cell_boxes(record: dict, img_shape: Sequence[int],
+                        ori_shape: Sequence[int]) -> List[Box]:
+    """Return the selected coarse cells as boxes in original-image pixels.
+
+    Args:
+        record: The ``scope`` record of one prediction.
+        img_shape: (height, width) of the image fed to the network before
+            padding; the cell grid starts at its top-left corner.
+        ori_shape: (height, width) of the original image.
+
+    Returns:
+        ``(x0, y0, x1, y1)`` per selected cell, inclusive and clipped to the
+        image.
+    """
+    cell = record['cell_size']
+    coarse_w = record['coarse_grid'][1]
+    scale_y = ori_shape[0] / img_shape[0]
+    scale_x = ori_shape[1] / img_shape[1]
+
+    boxes = []
+    for index in record['selected_cells']:
+        row, col = divmod(index, coarse_w)
+        top, left = row * cell, col * cell
+        bottom = min(top + cell, img_shape[0])
+        right = min(left + cell, img_shape[1])
+        if bottom <= top or right <= left:
+            continue  # the cell lies in the padding
+        boxes.append((int(round(left * scale_x)), int(round(top * scale_y)),
+                      int(round(right * scale_x)) - 1,
+                      int(round(bottom * scale_y)) - 1))
+    return boxes
+
+
+def describe_record(record: dict) -> str:
+    """Return a one-line summary of the decision for one image."""
+    if record['stopped']:
+        decision = 'stopped at the coarse stage'
+    else:
+        decision = (f"refined {len(record['selected_cells'])} of "
+                    f"{record['num_coarse_tokens']} coarse cells")
+    return (f"confidence {record['confidence']:.3f}, {decision}; tokens: "
+            f"coarse {record['num_coarse_tokens']}, fine "
+            f"{record['num_fine_tokens']}; backbone "
+            f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
+            f"{record['vim_gflops']:.2f})")
+
+
+def _put_banner(image: np.ndarray, text: str, color) -> None:
+    height = max(18, image.shape[0] // 25)
+    scale = height / 30
+    cv2.rectangle(image, (0, 0), (image.shape[1] - 1, height + 6), (0, 0, 0),
+                  thickness=-1)
+    cv2.putText(image, text, (4, height), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                color, max(1, int(scale * 2)), cv2.LINE_AA)
+
+
+def draw_refinement_map(image: np.ndarray, record: dict,
+                        img_shape: Sequence[int]) -> np.ndarray:
+    """Outline the refined cells on the image, or mark it as stopped.
+
+    Args:
+        image: RGB uint8 image (H, W, 3) at its original size; not modified.
+        record: The ``scope`` record of its prediction.
+        img_shape: (height, width) of the network input before padding.
+
+    Returns:
+        A new RGB uint8 image of the same size.
+    """
+    canvas = np.ascontiguousarray(image.copy())
+    thickness = max(1, min(canvas.shape[:2]) // 200)
+    if record['stopped']:
+        cv2.rectangle(canvas, (0, 0),
+                      (canvas.shape[1] - 1, canvas.shape[0] - 1),
+                      STOPPED_COLOR, thickness * 4)
+        _put_banner(canvas,
+                    f"stopped at coarse stage (conf {record['confidence']:.2f})",
+                    STOPPED_COLOR)
+        return canvas
+
+    for x0, y0, x1, y1 in selected_cell_boxes(record, img_shape,
+                                              canvas.shape[:2]):
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), REFINED_COLOR, thickness)
+    _put_banner(
+        canvas, f"refined {len(record['selected_cells'])}/"
+        f"{record['num_coarse_tokens']} cells (conf "
+        f"{record['confidence']:.2f})", REFINED_COLOR)
+    return canvas
+
+
+def draw_importance_heatmap(image: np.ndarray, record: dict,
+                            img_shape: Sequence[int],
+                            alpha: float = 0.5) -> np.ndarray:
+    """Blend the coarse-cell importance scores over the image as a heat map.
+
+    Args:
+        image: RGB uint8 image (H, W, 3) at its original size; not modified.
+        record: The ``scope`` record of its prediction.
+        img_shape: (height, width) of the network input before padding.
+        alpha: Weight of the heat map in the blend.
+
+    Returns:
+        A new RGB uint8 image of the same size.
+    """
+    coarse_h, coarse_w = record['coarse_grid']
+    cell = record['cell_size']
+    scores = np.asarray(record['importance'], dtype=np.float32).reshape(
+        coarse_h, coarse_w)
+    span = float(scores.max() - scores.min())
+    normalised = (scores - scores.min()) / span if span > 0 else \
+        np.zeros_like(scores)
+
+    # One value per input pixel of the padded grid, cropped to the input.
+    grid = np.kron(normalised, np.ones((cell, cell), dtype=np.float32))
+    grid = grid[:img_shape[0], :img_shape[1]]
+    grid = cv2.resize(grid, (image.shape[1], image.shape[0]),
+                      interpolation=cv2.INTER_NEAREST)
+    colored = cv2.applyColorMap((grid * 255).astype(np.uint8),
+                                cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    blend = cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)
+    _put_banner(blend, 'importance (red = high)', (255, 255, 255))
+    return blend

@@ -1,0 +1,91 @@
+"""Training wrappers of MambaScope built from the shipped configs."""
+import torch
+from mmengine.registry import DefaultScope
+from mmengine.runner import set_random_seed
+
+from tests.reduced import DET, SEG
+from tests.test_configs.test_config_forward import (REPO_ROOT, _build_model,
+                                                    _load, _samples)
+
+SEG_CONFIG = REPO_ROOT / 'configs/ade20k/upernet_mambascope_t.py'
+DET_CONFIG = REPO_ROOT / 'configs/coco/mask_rcnn_mambascope_t_fpn_1x_coco.py'
+
+
+def _train_step(cfg):
+    # Seeds the data pipeline's random crops and flips as well.
+    set_random_seed(0)
+    model = _build_model(cfg)
+    model.train()
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        data = model.data_preprocessor(_samples(cfg, 'train'), training=True)
+        losses = model(**data, mode='loss')
+    total = sum(value.sum() for key, value in losses.items()
+                if 'loss' in key and isinstance(value, torch.Tensor))
+    total.backward()
+    return model, losses, total
+
+
+def _assert_backbone_gradients(backbone):
+    names = [name for name, _ in backbone.named_parameters()]
+    for prefix in ('gate_head.', 'reuse.', 'coarse_pos_embed', 'pos_embed',
+                   'patch_embed.'):
+        assert any(name.startswith(prefix) for name in names), prefix
+    for name, param in backbone.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    for index, layer in enumerate(backbone.layers):
+        grads = [p.grad.abs().sum() for p in layer.parameters()]
+        assert sum(grads) > 0, f'layer {index}'
+
+
+def test_seg_wrapper_losses_and_gradients():
+    cfg = _load(SEG_CONFIG, dict(SEG, **{'model.distill_loss_weight': 0.5}))
+
+    model, losses, total = _train_step(cfg)
+
+    for key in ('decode.loss_ce', 'aux.loss_ce', 'coarse_decode.loss_ce',
+                'coarse_aux.loss_ce', 'loss_gate', 'loss_distill'):
+        assert key in losses, key
+    assert torch.isfinite(total)
+    _assert_backbone_gradients(model.backbone)
+
+
+def test_seg_coarse_losses_weighted():
+    weights = {}
+    for weight in (1.0, 0.25):
+        cfg = _load(SEG_CONFIG, dict(SEG, **{
+            'model.coarse_loss_weight': weight,
+            'model.backbone.drop_path_rate': 0.0,
+            'model.decode_head.dropout_ratio': 0.0,
+            'model.auxiliary_head.dropout_ratio': 0.0,
+        }))
+        _, losses, _ = _train_step(cfg)
+        weights[weight] = losses['coarse_decode.loss_ce'].item()
+
+    assert abs(weights[0.25] - 0.25 * weights[1.0]) < 1e-4 * weights[1.0]
+
+
+def test_det_wrapper_losses_and_gradients():
+    cfg = _load(DET_CONFIG, DET)
+
+    model, losses, total = _train_step(cfg)
+
+    for key in ('loss_rpn_cls', 'loss_cls', 'loss_mask', 'coarse_loss_rpn_cls',
+                'coarse_loss_cls', 'coarse_loss_mask', 'loss_gate'):
+        assert key in losses, key
+    assert torch.isfinite(total)
+    _assert_backbone_gradients(model.backbone)
+
+
+def test_seg_predict_carries_scope_record():
+    cfg = _load(SEG_CONFIG, dict(SEG, **{'model.backbone.threshold': 1.0}))
+    model = _build_model(cfg).eval()
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        batch = _samples(cfg, 'val', count=1)
+        data = model.data_preprocessor(batch, training=False)
+        with torch.no_grad():
+            results = model(**data, mode='predict')
+
+    record = results[0].metainfo['scope']
+    assert record['stopped'] is False
+    assert record['num_fine_tokens'] > record['num_coarse_tokens']

@@ -1,0 +1,204 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmscope.models import MambaScope, VisionMamba
+
+ARGS = dict(embed_dims=32, num_layers=4, state_size=4, img_size=64)
+GATE = dict(type='ScopeGateHead', num_classes=10)
+
+
+def _scope(**overrides):
+    torch.manual_seed(0)
+    settings = dict(ARGS, gate_head=GATE)
+    settings.update(overrides)
+    return MambaScope(**settings)
+
+
+def _vim_with_same_weights(scope):
+    vim = VisionMamba(**ARGS)
+    missing, unexpected = vim.load_state_dict(scope.state_dict(), strict=False)
+    assert not missing
+    assert all(key.startswith(('coarse_pos_embed', 'reuse.', 'gate_head.'))
+               for key in unexpected)
+    return vim
+
+
+def test_full_refinement_equals_vision_mamba():
+    scope = _scope(threshold=1.0, refine_ratio=1.0).eval()
+    with torch.no_grad():
+        scope.reuse.fc2.weight.zero_()
+        scope.reuse.fc2.bias.zero_()
+    vim = _vim_with_same_weights(scope).eval()
+    images = torch.randn(2, 3, 64, 96)
+
+    with torch.no_grad():
+        scope_maps = scope(images)
+        vim_maps = vim(images)
+
+    assert all(not record['stopped'] for record in scope.scope_info)
+    for a, b in zip(scope_maps, vim_maps):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_threshold_stops_every_image():
+    scope = _scope(threshold=0.0).eval()
+    images = torch.randn(2, 3, 64, 64)
+
+    with torch.no_grad():
+        output = scope.forward_scope(images, with_coarse_maps=True)
+
+    assert scope.fine_stage_runs == 0
+    assert not output.refined.any()
+    for fused, coarse in zip(output.maps, output.coarse_maps):
+        assert torch.equal(fused, coarse)
+    for record in output.info:
+        assert record['stopped']
+        assert record['num_fine_tokens'] == 0
+
+
+def test_coarse_maps_are_upsampled_coarse_outputs():
+    scope = _scope(threshold=0.0, out_indices=(3, ), out_strides=(16, ))
+    scope.eval()
+    images = torch.randn(1, 3, 64, 64)
+
+    with torch.no_grad():
+        maps = scope(images)
+        half = F.interpolate(images, size=(32, 32), mode='bilinear',
+                             align_corners=False, antialias=True)
+        tokens, grid = scope.patch_embed(half)
+        tokens = tokens + scope.coarse_position_embedding(grid)
+        _, final, _ = scope.forward_tokens(tokens)
+        coarse_map = scope.tokens_to_map(final, grid)
+        expected = F.interpolate(coarse_map, scale_factor=2, mode='nearest')
+
+    torch.testing.assert_close(maps[0], expected)
+
+
+def test_mixed_paths_match_single_images():
+    scope = _scope(threshold=0.5, refine_ratio=0.5).eval()
+    torch.manual_seed(3)
+    images = torch.randn(4, 3, 64, 96)
+    with torch.no_grad():
+        confidences = scope.forward_scope(images).confidence
+    # A threshold between the confidences sends the images on both paths.
+    scope.threshold = float(confidences.median())
+    with torch.no_grad():
+        batch_output = scope.forward_scope(images)
+        singles = [scope.forward_scope(images[i:i + 1]) for i in range(4)]
+
+    assert batch_output.refined.any()
+    assert not batch_output.refined.all()
+    for index, single in enumerate(singles):
+        assert bool(single.refined[0]) == bool(batch_output.refined[index])
+        for batch_map, single_map in zip(batch_output.maps, single.maps):
+            torch.testing.assert_close(
+                batch_map[index:index + 1], single_map, rtol=1e-5, atol=1e-5)
+
+
+def test_importance_score_is_ema_of_layer_outputs():
+    scope = _scope(threshold=1.0, refine_ratio=0.25,
+                   score_layers=(1, 2, 3), score_momentum=0.9).eval()
+    recorded = {}
+
+    def keep_pre_proj(index):
+        def hook(module, args, output):
+            if isinstance(output, tuple):
+                recorded.setdefault(index, output[1].detach().clone())
+        return hook
+
+    for index, layer in enumerate(scope.layers):
+        layer.mixer.register_forward_hook(keep_pre_proj(index))
+    images = torch.randn(1, 3, 64, 64)
+
+    with torch.no_grad():
+        output = scope.forward_scope(images)
+
+    expected = torch.zeros(1, 4)
+    for index in (1, 2, 3):
+        peak = F.softplus(recorded[index]).amax(dim=-1)
+        expected = 0.9 * expected + 0.1 * peak
+    torch.testing.assert_close(output.scores, expected)
+
+    top = torch.sort(expected[0], descending=True, stable=True).indices[:1]
+    assert output.info[0]['selected_cells'] == sorted(top.tolist())
+
+
+def test_selection_ties_go_to_lower_index():
+    scope = _scope()
+    scores = torch.tensor([[0.5, 0.9, 0.5, 0.5, 0.1]])
+
+    selected = scope.select_cells(scores, ratio=0.4)
+
+    assert selected[0].tolist() == [True, True, False, False, False]
+
+
+def test_selection_size_is_ceil_of_ratio():
+    scope = _scope()
+    scores = torch.rand(3, 35)
+    for ratio in (0.01, 0.3, 0.8, 1.0):
+        selected = scope.select_cells(scores, ratio)
+        assert selected.sum(dim=1).tolist() == [math.ceil(ratio * 35)] * 3
+
+
+def test_token_counts_recorded():
+    scope = _scope(threshold=1.0, refine_ratio=0.5).eval()
+    with torch.no_grad():
+        output = scope.forward_scope(torch.randn(1, 3, 64, 96))
+
+    record = output.info[0]
+    cells = 2 * 3
+    k = math.ceil(0.5 * cells)
+    assert record['coarse_grid'] == [2, 3]
+    assert record['num_coarse_tokens'] == cells
+    assert record['num_fine_tokens'] == 4 * k + (cells - k)
+    assert len(record['selected_cells']) == k
+    assert record['backbone_gflops'] > 0
+
+
+def test_training_refines_every_image():
+    scope = _scope(threshold=0.0).train()
+    output = scope.forward_scope(torch.randn(2, 3, 64, 64))
+    assert output.refined.all()
+
+
+def test_train_refine_ratio_used_in_training_only():
+    scope = _scope(refine_ratio=0.25, threshold=1.0)
+    scope.train_refine_ratio = 1.0
+    scope.train()
+    assert scope.active_refine_ratio == 1.0
+    scope.eval()
+    assert scope.active_refine_ratio == 0.25
+
+
+def test_odd_input_cropped():
+    scope = _scope(threshold=1.0).eval()
+    with torch.no_grad():
+        maps = scope(torch.randn(1, 3, 45, 70))
+    for out, stride in zip(maps, (4, 8, 16, 32)):
+        assert out.shape[-2:] == (math.ceil(45 / stride), math.ceil(70 / stride))
+
+
+@pytest.mark.parametrize('name,value', [('threshold', -0.1),
+                                        ('refine_ratio', 0.0),
+                                        ('refine_ratio', 1.5),
+                                        ('score_momentum', 1.0)])
+def test_invalid_options(name, value):
+    with pytest.raises(ValueError, match=name):
+        _scope(**{name: value})
+
+
+def test_invalid_score_layer():
+    with pytest.raises(ValueError, match='score_layers entry 9'):
+        _scope(score_layers=(1, 9))
+
+
+def test_does_not_modify_input():
+    scope = _scope(threshold=1.0).eval()
+    images = torch.randn(1, 3, 64, 64)
+    original = images.clone()
+    with torch.no_grad():
+        scope(images)
+    assert torch.equal(images, original)

@@ -1,0 +1,201 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmscope.models import VisionMamba
+from mmscope.models.layers import resample_pos_embed
+
+WIDTH, LAYERS, STATE = 32, 2, 16
+INNER, RANK = 2 * WIDTH, math.ceil(WIDTH / 16)
+CLS_VALUE = 1234.5
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def official_vim_state_dict(width=WIDTH, layers=LAYERS, grid=14):
+    """Build a state dict with the key layout of the official Vim files.
+
+    The layout is written out here independently of mmscope's module tree:
+    a (1, 1, C) class token, a (1, grid**2 + 1, C) position embedding whose
+    class-token entry is at index grid**2 // 2, a 1000-class head.
+    """
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    inner, rank = 2 * width, math.ceil(width / 16)
+    num_patches = grid * grid
+    pos_embed = rand(1, num_patches + 1, width)
+    pos_embed[:, num_patches // 2] = CLS_VALUE
+    state = {
+        'patch_embed.proj.weight': rand(width, 3, 16, 16),
+        'patch_embed.proj.bias': rand(width),
+        'cls_token': rand(1, 1, width),
+        'pos_embed': pos_embed,
+        'norm_f.weight': rand(width),
+        'head.weight': rand(1000, width),
+        'head.bias': rand(1000),
+    }
+    for i in range(layers):
+        prefix = f'layers.{i}.'
+        state[prefix + 'norm.weight'] = rand(width)
+        state[prefix + 'mixer.in_proj.weight'] = rand(2 * inner, width)
+        state[prefix + 'mixer.out_proj.weight'] = rand(width, inner)
+        for suffix in ('', '_b'):
+            state[prefix + f'mixer.conv1d{suffix}.weight'] = rand(inner, 1, 4)
+            state[prefix + f'mixer.conv1d{suffix}.bias'] = rand(inner)
+            state[prefix + f'mixer.x_proj{suffix}.weight'] = rand(
+                rank + 2 * STATE, inner)
+            state[prefix + f'mixer.dt_proj{suffix}.weight'] = rand(inner, rank)
+            state[prefix + f'mixer.dt_proj{suffix}.bias'] = rand(inner)
+        state[prefix + 'mixer.A_log'] = rand(inner, STATE)
+        state[prefix + 'mixer.A_b_log'] = rand(inner, STATE)
+        state[prefix + 'mixer.D'] = rand(inner)
+        state[prefix + 'mixer.D_b'] = rand(inner)
+    return state
+
+
+@pytest.fixture
+def official_file(tmp_path):
+    state = official_vim_state_dict()
+    path = tmp_path / 'vim_official.pth'
+    torch.save({'model': state, 'epoch': 299}, path)
+    return path, state
+
+
+def _backbone(path, **overrides):
+    settings = dict(
+        embed_dims=WIDTH, num_layers=LAYERS, img_size=512,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    settings.update(overrides)
+    return VisionMamba(**settings)
+
+
+def test_official_layout_loads_every_body_tensor(official_file):
+    path, state = official_file
+    backbone = _backbone(path)
+
+    backbone.init_weights()
+
+    loaded = backbone.state_dict()
+    body_keys = [k for k in state
+                 if not k.startswith(('head.', 'cls_token', 'pos_embed'))]
+    assert len(body_keys) == 3 + LAYERS * 17
+    for key in body_keys:
+        assert torch.equal(loaded[key], state[key]), key
+
+
+def test_class_token_entry_removed(official_file):
+    path, state = official_file
+    backbone = _backbone(path)
+
+    backbone.init_weights()
+
+    grid_part = torch.cat(
+        [state['pos_embed'][:, :98], state['pos_embed'][:, 99:]], dim=1)
+    expected = resample_pos_embed(grid_part, (14, 14), (32, 32))
+    assert backbone.pos_embed.shape == (1, 1024, WIDTH)
+    torch.testing.assert_close(backbone.pos_embed.data, expected)
+    assert backbone.pos_embed.abs().max() < CLS_VALUE / 10
+
+
+def test_same_grid_keeps_position_values(tmp_path):
+    state = official_vim_state_dict()
+    path = tmp_path / 'vim.pth'
+    torch.save({'model': state}, path)
+    backbone = _backbone(path, img_size=224)
+
+    backbone.init_weights()
+
+    expected = torch.cat(
+        [state['pos_embed'][:, :98], state['pos_embed'][:, 99:]], dim=1)
+    assert torch.equal(backbone.pos_embed.data, expected)
+
+
+def test_renamed_key_raises_naming_it(tmp_path):
+    state = official_vim_state_dict()
+    state['layers.1.mixer.x_proj_bwd.weight'] = state.pop(
+        'layers.1.mixer.x_proj_b.weight')
+    path = tmp_path / 'renamed.pth'
+    torch.save({'model': state}, path)
+    backbone = _backbone(path)
+
+    with pytest.raises(RuntimeError, match='x_proj_bwd') as error:
+        backbone.init_weights()
+    assert 'layers.1.mixer.x_proj_b.weight' in str(error.value)
+
+
+def test_wrong_shape_raises_naming_it(tmp_path):
+    state = official_vim_state_dict()
+    state['layers.0.mixer.A_log'] = torch.zeros(INNER, 8)
+    path = tmp_path / 'shape.pth'
+    torch.save({'model': state}, path)
+    backbone = _backbone(path)
+
+    with pytest.raises(RuntimeError, match=r'layers\.0\.mixer\.A_log'):
+        backbone.init_weights()
+
+
+def test_width_mismatch_raises(official_file):
+    path, _ = official_file
+    backbone = _backbone(path, embed_dims=48)
+
+    with pytest.raises(RuntimeError, match='shape mismatches'):
+        backbone.init_weights()
+
+
+def test_missing_file_raises(tmp_path):
+    backbone = _backbone(tmp_path / 'absent.pth')
+    with pytest.raises(FileNotFoundError, match='absent.pth'):
+        backbone.init_weights()
+
+
+def test_mmscope_checkpoint_with_prefix(tmp_path):
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS, img_size=64)
+    path = tmp_path / 'segmentor.pth'
+    torch.save(
+        {'state_dict': {f'backbone.{k}': v
+                        for k, v in source.state_dict().items()},
+         'meta': {}}, path)
+    target = _backbone(path, img_size=64,
+                       init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                     prefix='backbone.'))
+
+    target.init_weights()
+
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_does_not_modify_checkpoint_file(official_file):
+    path, state = official_file
+    before = path.read_bytes()
+
+    _backbone(path).init_weights()
+
+    assert path.read_bytes() == before
+
+
+def test_pretrained_and_init_cfg_together():
+    with pytest.raises(ValueError, match='not both'):
+        VisionMamba(pretrained='a.pth',
+                    init_cfg=dict(type='Pretrained', checkpoint='a.pth'))
+
+
+def test_convert_tool_output_loads(tmp_path, official_file):
+    import subprocess
+    import sys
+    path, state = official_file
+    out = tmp_path / 'converted.pth'
+
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'), str(path),
+         str(out), '--img-size', '512'], check=True)
+    backbone = _backbone(out)
+    backbone.init_weights()
+
+    assert torch.equal(backbone.state_dict()['norm_f.weight'],
+                       state['norm_f.weight'])
+    assert backbone.pos_embed.abs().max() < CLS_VALUE / 10

@@ -1,0 +1,128 @@
+"""Inference APIs, visualize_scope.py and the main job on real photos."""
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from mmengine.config import Config
+
+from tests.reduced import RUNTIME, SEG, cfg_options
+from tests.test_tools.test_train_tool import REPO_ROOT, _run
+
+SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
+PHOTOS = [
+    str(REPO_ROOT / 'data/ade20k_mini/images/validation/ADE_val_00000001.jpg'),
+    str(REPO_ROOT / 'data/ade20k_mini/images/validation/ADE_val_00000002.jpg'),
+]
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('scope_seg')
+    options = dict(SEG, **RUNTIME, **{
+        'train_cfg.max_iters': 2,
+        'train_cfg.val_interval': 2,
+        'default_hooks.checkpoint.interval': 2,
+    })
+    _run([sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+          str(work_dir), '--cfg-options', *cfg_options(options)])
+    return str(work_dir / 'iter_2.pth')
+
+
+def _reduced_config():
+    cfg = Config.fromfile(str(REPO_ROOT / SEG_CONFIG))
+    cfg.merge_from_dict(copy.deepcopy(SEG))
+    cfg.model.backbone.threshold = 1.0
+    return cfg
+
+
+def test_photos_differ_in_size():
+    shapes = {cv2.imread(path).shape for path in PHOTOS}
+    assert len(shapes) == 2
+
+
+def test_mmseg_inferencer_one_prediction_per_photo(seg_checkpoint):
+    from mmseg.apis import MMSegInferencer
+
+    from mmscope.utils import allow_runner_checkpoints
+    allow_runner_checkpoints()
+    inferencer = MMSegInferencer(model=_reduced_config(),
+                                 weights=seg_checkpoint, device='cpu')
+
+    result = inferencer(PHOTOS, return_datasamples=True)
+
+    assert len(result) == 2
+    for sample, path in zip(result, PHOTOS):
+        height, width = cv2.imread(path).shape[:2]
+        assert sample.pred_sem_seg.data.shape[-2:] == (height, width)
+        record = sample.metainfo['scope']
+        assert record['stopped'] is False
+        assert record['num_fine_tokens'] > 0
+        assert record['num_coarse_tokens'] > 0
+
+
+def test_inference_model_per_photo(seg_checkpoint):
+    from mmseg.apis import inference_model, init_model
+
+    from mmscope.utils import allow_runner_checkpoints
+    allow_runner_checkpoints()
+    cfg = _reduced_config()
+    cfg.model.backbone.threshold = 0.0
+    model = init_model(cfg, seg_checkpoint, device='cpu')
+
+    # mmseg's inference_model batches a list into one tensor, so photos of
+    # different sizes go one call each.
+    results = [inference_model(model, path) for path in PHOTOS]
+
+    assert len(results) == 2
+    for sample in results:
+        record = sample.metainfo['scope']
+        assert record['stopped'] is True
+        assert record['num_fine_tokens'] == 0
+
+
+def test_visualize_scope_skips_unreadable(seg_checkpoint, tmp_path):
+    broken = tmp_path / 'broken.jpg'
+    broken.write_text('not an image')
+    out_dir = tmp_path / 'maps'
+
+    result = subprocess.run(
+        [sys.executable, 'tools/analysis/visualize_scope.py', SEG_CONFIG,
+         seg_checkpoint, PHOTOS[0], str(broken), PHOTOS[1], '--out-dir',
+         str(out_dir), '--threshold', '1', '--refine-ratio', '0.5',
+         '--cfg-options', *cfg_options(SEG)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f'{broken}: not a readable image file' in result.stderr
+    pngs = sorted(out_dir.glob('*.png'))
+    assert len(pngs) == 2
+    for png, photo in zip(pngs, sorted(PHOTOS, key=lambda p: Path(p).stem)):
+        height, width = cv2.imread(photo).shape[:2]
+        assert cv2.imread(str(png)).shape[:2] == (height, 2 * width)
+    lines = [line for line in result.stdout.splitlines() if 'confidence' in line]
+    assert len(lines) == 2
+    assert all('refined' in line for line in lines)
+
+
+def test_main_job_reduced(tmp_path):
+    output = _run([sys.executable, 'tools/main_job.py', '--task', 'seg',
+                   '--iters', '2', '--crop', '64', '--work-dir',
+                   str(tmp_path / 'job')], timeout=1200)
+
+    for name in ('mIoU', 'refine share', 'mean backbone GFLOPs per image'):
+        match = re.search(re.escape(name) + r': (\d+\.\d+)', output)
+        assert match, name
+        assert float(match.group(1)) >= 0.0
+    pictures = re.findall(r'picture: (\S+)', output)
+    assert len(pictures) == 2
+    photo = cv2.imread(
+        str(REPO_ROOT / 'data/ade20k_mini/images/validation/'
+            'ADE_val_00000001.jpg'))
+    prediction = cv2.imread(pictures[0])
+    refinement = cv2.imread(pictures[1])
+    assert prediction.shape[:2] == photo.shape[:2]
+    assert refinement.shape[:2] == (photo.shape[0], 2 * photo.shape[1])

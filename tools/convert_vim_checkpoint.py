@@ -1,0 +1,64 @@
+"""Convert an official Vim ImageNet checkpoint into an mmscope checkpoint.
+
+The output contains the backbone weights under ``state_dict`` with the
+classifier head and the class token removed and the position embedding
+resampled to the grid of ``--img-size``. It loads into ``VisionMamba`` and
+``MambaScope`` through ``init_cfg=dict(type='Pretrained', checkpoint=OUT)``.
+
+Example:
+    python tools/convert_vim_checkpoint.py vim_s_midclstok_80p5acc.pth \
+        checkpoints/vim_s_mmscope_512.pth --img-size 512
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from mmscope.models.utils import convert_vim_state_dict, unwrap_state_dict
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert an official Vim checkpoint for mmscope.')
+    parser.add_argument('src', help='official Vim checkpoint (.pth)')
+    parser.add_argument('dst', help='output checkpoint path')
+    parser.add_argument(
+        '--img-size',
+        type=int,
+        nargs='+',
+        default=[224],
+        help='image size (one value, or height and width) whose 16-pixel '
+        'patch grid the position embedding is resampled to; default 224, '
+        'the grid of the official checkpoints')
+    parser.add_argument(
+        '--patch-size', type=int, default=16, help='patch size in pixels')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.src):
+        raise SystemExit(f'Checkpoint file not found: {args.src}')
+    if len(args.img_size) not in (1, 2):
+        raise SystemExit(f'--img-size takes one or two values, got '
+                         f'{args.img_size}.')
+    height, width = (args.img_size * 2)[:2]
+    grid = (height // args.patch_size, width // args.patch_size)
+
+    # Official Vim files also pickle the training arguments, which
+    # weights_only loading rejects; only load files from a trusted source.
+    content = torch.load(args.src, map_location='cpu', weights_only=False)
+    state_dict, dropped = convert_vim_state_dict(
+        unwrap_state_dict(content), {'pos_embed': grid})
+
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    torch.save(
+        dict(state_dict=state_dict, meta=dict(pos_embed_grid=list(grid))),
+        args.dst)
+    print(f'Wrote {len(state_dict)} tensors to {args.dst} '
+          f'(position grid {grid[0]}x{grid[1]}); dropped {dropped}.')
+
+
+if __name__ == '__main__':
+    main()
