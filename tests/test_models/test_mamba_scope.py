@@ -202,3 +202,32 @@ def test_does_not_modify_input():
     with torch.no_grad():
         scope(images)
     assert torch.equal(images, original)
+
+
+@pytest.mark.parametrize('budget,count', [(0.0, 0), (0.5, 2), (1.0, 4)])
+def test_budget_refines_least_confident(budget, count):
+    scope = _scope(refine_budget=budget, threshold=0.0).eval()
+    confidence = torch.tensor([0.9, 0.2, 0.7, 0.4])
+
+    refined = scope.decide_refinement(confidence)
+
+    assert int(refined.sum()) == count
+    least_confident = torch.argsort(confidence)[:count]
+    assert sorted(refined.nonzero().flatten().tolist()) == sorted(
+        least_confident.tolist())
+
+
+def test_budget_on_real_batch():
+    scope = _scope(refine_budget=0.5).eval()
+    with torch.no_grad():
+        output = scope.forward_scope(torch.randn(4, 3, 64, 64))
+
+    assert int(output.refined.sum()) == 2
+    refined_conf = output.confidence[output.refined]
+    stopped_conf = output.confidence[~output.refined]
+    assert refined_conf.max() <= stopped_conf.min()
+
+
+def test_invalid_budget():
+    with pytest.raises(ValueError, match='refine_budget'):
+        _scope(refine_budget=1.5)

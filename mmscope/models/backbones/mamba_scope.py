@@ -79,6 +79,10 @@ class MambaScope(VisionMamba):
         score_momentum: beta of the score update
             ``S = beta * S + (1 - beta) * max_c softplus(y_l)``.
         reuse_mlp_ratio: Hidden width of the reuse MLP as a multiple of C.
+        refine_budget: Compute-budget mode for evaluation. If set, each
+            batch refines the share ``refine_budget`` of its images with the
+            lowest confidence, rounded half up to whole images, and
+            ``threshold`` is ignored. Ties go to the earlier image.
         **kwargs: Arguments of :class:`VisionMamba`.
     """
 
@@ -92,11 +96,13 @@ class MambaScope(VisionMamba):
                  score_layers: Optional[Sequence[int]] = None,
                  score_momentum: float = 0.99,
                  reuse_mlp_ratio: int = 4,
+                 refine_budget: Optional[float] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.threshold = threshold
         self.refine_ratio = refine_ratio
         self.score_momentum = score_momentum
+        self.refine_budget = refine_budget
         self._check_options()
         self.score_layers = self._resolve_score_layers(score_layers)
 
@@ -124,10 +130,15 @@ class MambaScope(VisionMamba):
                              'use 0 to refine no image, >= 1 to refine all.')
         if not 0 < self.refine_ratio <= 1:
             raise ValueError(f'refine_ratio must be in (0, 1], got '
-                             f'{self.refine_ratio}.')
+                             f'{self.refine_ratio}; use 1 to refine every '
+                             'cell of a refined image.')
+        if self.refine_budget is not None and not 0 <= self.refine_budget <= 1:
+            raise ValueError(f'refine_budget must be in [0, 1] or None, got '
+                             f'{self.refine_budget}; it is the share of '
+                             'images refined in each batch.')
         if not 0 <= self.score_momentum < 1:
             raise ValueError(f'score_momentum must be in [0, 1), got '
-                             f'{self.score_momentum}.')
+                             f'{self.score_momentum}; the default is 0.99.')
 
     def _resolve_score_layers(
             self, score_layers: Optional[Sequence[int]]) -> Tuple[int, ...]:
@@ -183,7 +194,14 @@ class MambaScope(VisionMamba):
 
     def decide_refinement(self, confidence: torch.Tensor) -> torch.Tensor:
         """Return a bool per image, True where the fine stage must run."""
-        if self.training or self.threshold >= 1:
+        if self.training:
+            return torch.ones_like(confidence, dtype=torch.bool)
+        if self.refine_budget is not None:
+            count = math.floor(self.refine_budget * confidence.numel() + 0.5)
+            order = torch.sort(confidence, stable=True).indices
+            refined = torch.zeros_like(confidence, dtype=torch.bool)
+            return refined.index_fill(0, order[:count], True)
+        if self.threshold >= 1:
             return torch.ones_like(confidence, dtype=torch.bool)
         return confidence < self.threshold
 
