@@ -44,13 +44,23 @@ def main() -> None:
         raise SystemExit(f'--img-size takes one or two values, got '
                          f'{args.img_size}.')
     height, width = (args.img_size * 2)[:2]
+    if min(height, width) < args.patch_size:
+        raise SystemExit(f'--img-size {args.img_size} is smaller than the '
+                         f'patch size {args.patch_size}; give at least '
+                         f'{args.patch_size} pixels per side, e.g. 512.')
     grid = (height // args.patch_size, width // args.patch_size)
 
     # Official Vim files also pickle the training arguments, which
     # weights_only loading rejects; only load files from a trusted source.
     content = torch.load(args.src, map_location='cpu', weights_only=False)
-    state_dict, dropped = convert_vim_state_dict(
-        unwrap_state_dict(content), {'pos_embed': grid})
+    source = unwrap_state_dict(content)
+    if 'pos_embed' not in source or 'cls_token' not in source:
+        raise SystemExit(
+            f'{args.src} is not an official Vim checkpoint: it has no '
+            "'pos_embed' and 'cls_token' at the top level. A checkpoint "
+            'written by tools/train.py loads directly through init_cfg with '
+            "prefix='backbone.'.")
+    state_dict, dropped = convert_vim_state_dict(source, {'pos_embed': grid})
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save(

@@ -22,6 +22,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if osp.isdir(args.checkpoint):
+        raise SystemExit(f'{args.checkpoint} is a folder; give the path of a '
+                         'checkpoint file such as WORK_DIR/iter_160000.pth.')
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint file not found: {args.checkpoint}')
 

@@ -231,3 +231,8 @@ def test_budget_on_real_batch():
 def test_invalid_budget():
     with pytest.raises(ValueError, match='refine_budget'):
         _scope(refine_budget=1.5)
+
+
+def test_non_numeric_threshold():
+    with pytest.raises(TypeError, match="threshold must be a number, got 'abc'"):
+        _scope(threshold='abc')

@@ -199,3 +199,35 @@ def test_convert_tool_output_loads(tmp_path, official_file):
     assert torch.equal(backbone.state_dict()['norm_f.weight'],
                        state['norm_f.weight'])
     assert backbone.pos_embed.abs().max() < CLS_VALUE / 10
+
+
+def test_convert_tool_rejects_non_vim_file(tmp_path):
+    import subprocess
+    import sys
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS, img_size=64)
+    path = tmp_path / 'trained.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()}}, path)
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
+         str(path), str(tmp_path / 'out.pth')],
+        capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert 'not an official Vim checkpoint' in result.stderr
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_convert_tool_rejects_tiny_size(tmp_path, official_file):
+    import subprocess
+    import sys
+    path, _ = official_file
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
+         str(path), str(tmp_path / 'out.pth'), '--img-size', '7'],
+        capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert '--img-size [7] is smaller than the patch size 16' in result.stderr

@@ -126,3 +126,17 @@ def test_main_job_reduced(tmp_path):
     refinement = cv2.imread(pictures[1])
     assert prediction.shape[:2] == photo.shape[:2]
     assert refinement.shape[:2] == (photo.shape[0], 2 * photo.shape[1])
+
+
+def test_visualize_scope_empty_folder(tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+
+    result = subprocess.run(
+        [sys.executable, 'tools/analysis/visualize_scope.py', SEG_CONFIG,
+         str(tmp_path / 'unused.pth'), str(empty), '--out-dir',
+         str(tmp_path / 'maps')],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode != 0
+    assert 'No image files found' in result.stderr

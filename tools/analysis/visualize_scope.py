@@ -14,6 +14,7 @@ from typing import List
 import cv2
 import mmcv
 import numpy as np
+import torch
 from mmengine.config import DictAction
 
 from mmscope.apis import infer_image, init_scope_model, load_config
@@ -81,12 +82,20 @@ def main() -> int:
         overrides['model.backbone.threshold'] = args.threshold
     if args.refine_ratio is not None:
         overrides['model.backbone.refine_ratio'] = args.refine_ratio
+    paths = collect_images(args.images)
+    if not paths:
+        raise SystemExit(f'No image files found in {args.images}; give image '
+                         f'files or folders with {", ".join(IMAGE_SUFFIXES)} '
+                         'files.')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda was requested, but CUDA is not '
+                         'available; use --device cpu.')
     cfg = load_config(args.config, overrides)
     model = init_scope_model(cfg, args.checkpoint, args.device)
     os.makedirs(args.out_dir, exist_ok=True)
 
     failures = 0
-    for path in collect_images(args.images):
+    for path in paths:
         try:
             image = read_rgb(path)
         except ValueError as error:

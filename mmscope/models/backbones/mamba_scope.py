@@ -125,6 +125,13 @@ class MambaScope(VisionMamba):
         self.scope_info: List[dict] = []
 
     def _check_options(self) -> None:
+        for name in ('threshold', 'refine_ratio', 'score_momentum',
+                     'refine_budget'):
+            value = getattr(self, name)
+            if value is None and name == 'refine_budget':
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'{name} must be a number, got {value!r}.')
         if not 0 <= self.threshold:
             raise ValueError(f'threshold must be >= 0, got {self.threshold}; '
                              'use 0 to refine no image, >= 1 to refine all.')
