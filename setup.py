@@ -1,8 +1,8 @@
 """Packaging for mmscope.
 
 mmcv 2.1.0 must be built from source with its ops before this package is
-installed (``tools/setup_env.sh`` does it); pip cannot build it inside an
-isolated build environment because its setup.py imports torch.
+installed, and ``tools/setup_env.sh`` does that. pip cannot build it inside
+an isolated build environment because its setup.py imports torch.
 """
 from pathlib import Path
 

@@ -18,7 +18,6 @@ import time
 from typing import Dict, List
 
 import cv2
-import numpy as np
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -139,9 +138,7 @@ def run_inference(task: str, config_args: List[str], checkpoint: str,
 
     from mmscope.apis import infer_image, init_scope_model, load_config
     from mmscope.utils import allow_runner_checkpoints
-    from mmscope.visualization import (describe_record,
-                                       draw_importance_heatmap,
-                                       draw_refinement_map)
+    from mmscope.visualization import describe_record, draw_scope_panels
 
     allow_runner_checkpoints()
 
@@ -176,10 +173,7 @@ def run_inference(task: str, config_args: List[str], checkpoint: str,
     record = sample.metainfo['scope']
     image = cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB)
     img_shape = sample.metainfo['img_shape'][:2]
-    panels = np.concatenate([
-        draw_refinement_map(image, record, img_shape),
-        draw_importance_heatmap(image, record, img_shape)
-    ], axis=1)
+    panels = draw_scope_panels(image, record, img_shape)
     scope_path = osp.join(out_dir, f'{stem}_refinement.png')
     cv2.imwrite(scope_path, panels[..., ::-1])
     print(f'{photo}: {describe_record(record)}')

@@ -6,8 +6,8 @@
 # VENV_DIR defaults to $MMSCOPE_VENV or .venv beside this repository. The
 # script is idempotent: a second run only checks what is already installed.
 # mmcv 2.1.0 has no wheel for this Python and PyTorch on PyPI, so its first
-# installation builds it from source with its C++ ops (about 11 minutes on two
-# cores); pip keeps the built wheel in its cache for later runs.
+# installation builds it from source with its C++ ops. That takes about 11
+# minutes on two cores, and pip keeps the built wheel in its cache.
 set -euo pipefail
 
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)

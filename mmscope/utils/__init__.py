@@ -1,4 +1,5 @@
-from .device_config import adapt_config_to_device, init_cpu_process_group
+from .device_config import (adapt_config_to_device, init_cpu_process_group,
+                            replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
 from .runner_setup import (add_runner_arguments, build_runner,
                            load_runner_config)
@@ -6,5 +7,5 @@ from .runner_setup import (add_runner_arguments, build_runner,
 __all__ = [
     'adapt_config_to_device', 'add_runner_arguments',
     'allow_runner_checkpoints', 'build_runner', 'init_cpu_process_group',
-    'load_runner_config'
+    'load_runner_config', 'replace_sync_bn'
 ]

@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 
-def _replace_sync_bn(node: Any) -> int:
+def replace_sync_bn(node: Any) -> int:
     """Replace every ``SyncBN`` norm type below ``node`` by ``BN`` in place.
 
     Returns:
@@ -18,10 +18,10 @@ def _replace_sync_bn(node: Any) -> int:
             node['type'] = 'BN'
             count += 1
         for value in node.values():
-            count += _replace_sync_bn(value)
+            count += replace_sync_bn(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            count += _replace_sync_bn(value)
+            count += replace_sync_bn(value)
     return count
 
 
@@ -43,7 +43,7 @@ def adapt_config_to_device(cfg: Config, launcher: str = 'none') -> Config:
     if torch.cuda.is_available():
         return cfg
 
-    replaced = _replace_sync_bn(cfg._cfg_dict)
+    replaced = replace_sync_bn(cfg._cfg_dict)
     if replaced:
         print_log(f'CUDA is not available: replaced {replaced} SyncBN '
                   'layer configs by BN.', logger='current')

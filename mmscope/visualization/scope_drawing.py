@@ -138,3 +138,21 @@ def draw_importance_heatmap(image: np.ndarray, record: dict,
     blend = cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)
     _put_banner(blend, 'importance (red = high)', (255, 255, 255))
     return blend
+
+
+def draw_scope_panels(image: np.ndarray, record: dict,
+                      img_shape: Sequence[int]) -> np.ndarray:
+    """Put the refinement map and the importance heat map side by side.
+
+    Args:
+        image: RGB uint8 image (H, W, 3) at its original size; not modified.
+        record: The ``scope`` record of its prediction.
+        img_shape: (height, width) of the network input before padding.
+
+    Returns:
+        A new RGB uint8 image of shape (H, 2 * W, 3).
+    """
+    return np.concatenate([
+        draw_refinement_map(image, record, img_shape),
+        draw_importance_heatmap(image, record, img_shape)
+    ], axis=1)

@@ -8,6 +8,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
+from mmscope.utils import replace_sync_bn
+
 from tests.reduced import DET, SEG
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,22 +28,11 @@ def _build_model(cfg):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         from mmengine.registry import MODELS
         model_cfg = copy.deepcopy(cfg.model)
-        _to_bn(model_cfg)
+        # SyncBN needs a process group, which these tests do not start.
+        replace_sync_bn(model_cfg)
         model = MODELS.build(model_cfg)
     model.init_weights()
     return model
-
-
-def _to_bn(node):
-    # SyncBN needs CUDA and a process group; tests run on CPU.
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for value in node.values():
-            _to_bn(value)
-    elif isinstance(node, list):
-        for value in node:
-            _to_bn(value)
 
 
 def _samples(cfg, split, count=2):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.reduced import DET, DET_EVAL, RUNTIME, SEG, cfg_options
 

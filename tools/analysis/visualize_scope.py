@@ -18,8 +18,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmscope.apis import infer_image, init_scope_model, load_config
-from mmscope.visualization import (describe_record, draw_importance_heatmap,
-                                   draw_refinement_map)
+from mmscope.visualization import describe_record, draw_scope_panels
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -111,10 +110,7 @@ def main() -> int:
                 'use a MambaScope config (ScopeEncoderDecoder or '
                 'ScopeMaskRCNN).')
         img_shape = sample.metainfo['img_shape'][:2]
-        panels = np.concatenate([
-            draw_refinement_map(image, record, img_shape),
-            draw_importance_heatmap(image, record, img_shape)
-        ], axis=1)
+        panels = draw_scope_panels(image, record, img_shape)
         stem = osp.splitext(osp.basename(path))[0]
         out_path = osp.join(args.out_dir, f'{stem}_scope.png')
         mmcv.imwrite(panels[..., ::-1], out_path)

@@ -1,7 +1,6 @@
-# ADE20K as in ade20k.py, evaluated with the refine share and GFLOPs of
-# MambaScope next to mIoU, and the refine-ratio schedule of MambaScope
-# training: every cell is refined for the first two thirds of the
-# iterations, then the configured refine_ratio applies.
+# ADE20K as in ade20k.py. The evaluation adds MambaScope's refine share and
+# GFLOPs next to mIoU. Training refines every cell for the first two thirds
+# of the iterations, and the configured refine_ratio applies after that.
 _base_ = './ade20k.py'
 val_evaluator = [
     dict(type='IoUMetric', iou_metrics=['mIoU']),

@@ -1,8 +1,7 @@
-# COCO instance segmentation as in coco_instance.py, evaluated with the
-# refine share and GFLOPs of MambaScope next to box and mask AP, and the
-# refine-ratio schedule of MambaScope training: every cell is refined for the
-# first two thirds of the iterations, then the configured refine_ratio
-# applies.
+# COCO instance segmentation as in coco_instance.py. The evaluation adds
+# MambaScope's refine share and GFLOPs next to box and mask AP. Training
+# refines every cell for the first two thirds of the iterations, and the
+# configured refine_ratio applies after that.
 _base_ = './coco_instance.py'
 val_evaluator = [
     dict(

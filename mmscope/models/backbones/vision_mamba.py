@@ -266,22 +266,22 @@ class VisionMamba(BaseModule):
             normalised tokens, and the pre-projection outputs by layer.
         """
         out_indices = self.out_indices if out_indices is None else out_indices
-        wanted = set(out_indices)
-        pre_proj_wanted = set(pre_proj_layers)
+        collect = set(out_indices)
+        collect_pre_proj = set(pre_proj_layers)
         last = self.num_layers - 1
 
         collected: Dict[int, torch.Tensor] = {}
         pre_projs: Dict[int, torch.Tensor] = {}
         x = tokens
         for index, layer in enumerate(self.layers):
-            x, pre_proj = self._run_layer(layer, x, index in pre_proj_wanted)
+            x, pre_proj = self._run_layer(layer, x, index in collect_pre_proj)
             if pre_proj is not None:
                 pre_projs[index] = pre_proj
-            if index in wanted:
+            if index in collect:
                 collected[index] = x
 
         final = self.norm_f(x.to(self.norm_f.weight.dtype)).to(tokens.dtype)
-        if self.final_norm and last in wanted:
+        if self.final_norm and last in collect:
             collected[last] = final
         outs = [collected[index].to(tokens.dtype) for index in out_indices]
         return outs, final, pre_projs
@@ -368,8 +368,8 @@ class VisionMamba(BaseModule):
         checkpoint_content = load_checkpoint_file(path)
         state_dict = self.convert_checkpoint(checkpoint_content,
                                              self.init_cfg.get('prefix'))
-        kept = load_state_dict_checked(
+        not_loaded = load_state_dict_checked(
             self, state_dict, self.extra_prefixes, source=str(path))
         print_log(f'Loaded {type(self).__name__} weights from {path}; '
-                  f'initialised from scratch: {kept}', logger='current')
+                  f'initialised from scratch: {not_loaded}', logger='current')
         self._is_init = True

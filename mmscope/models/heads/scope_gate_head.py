@@ -24,8 +24,8 @@ class ScopeGateHead(BaseModule):
         in_channels: Token width C.
         num_classes: Number of classes of the dense task.
         mode: ``'multilabel'`` trains one binary presence classifier per
-            class with binary cross-entropy; the confidence of an image is
-            the minimum (or mean, see ``confidence``) over classes of
+            class with binary cross-entropy. The confidence of an image is
+            then the minimum (or mean, see ``confidence``) over classes of
             ``max(p, 1 - p)``. ``'softmax'`` trains a softmax classifier on
             the dominant class (most pixels or instances); the confidence is
             the maximum softmax probability.

@@ -2,11 +2,11 @@
 
 Notation: the fine grid is ``Hf x Wf`` (both even), the coarse grid is
 ``Hc x Wc = Hf / 2 x Wf / 2``, and coarse cell ``(i, j)`` covers the fine
-cells ``(2i..2i+1, 2j..2j+1)``. For a set of selected coarse cells, the mixed
-sequence walks the fine grid in raster order and emits the fine token of
-every fine cell inside a selected coarse cell, and the coarse token of every
-unselected coarse cell at its top-left fine cell. With ``k`` selected cells
-it contains ``4k + (Hc * Wc - k)`` tokens.
+cells ``(2i..2i+1, 2j..2j+1)``. The mixed sequence walks the fine grid in
+raster order. It emits the fine token of every fine cell inside a selected
+coarse cell, and the coarse token of every unselected coarse cell at that
+cell's top-left fine cell. With ``k`` selected cells it contains
+``4k + (Hc * Wc - k)`` tokens.
 """
 from typing import Tuple
 
