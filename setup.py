@@ -33,6 +33,8 @@ setup(
         'mmcv>=2.1.0,<2.2.0',
         'mmsegmentation==1.2.2',
         'mmdet>=3.3.0,<3.4',
+        # tools/analysis/sweep_threshold.py draws its Pareto plot.
+        'matplotlib',
         # mmsegmentation 1.2.2 imports these at import time without
         # declaring them.
         'ftfy',

@@ -35,13 +35,14 @@ def task_of(cfg: Config) -> str:
                      "take mmseg ('mmseg') or mmdet ('mmdet') configs.")
 
 
-def init_scope_model(cfg: Config, checkpoint: str,
+def init_scope_model(cfg: Config, checkpoint: Optional[str],
                      device: Optional[str] = None) -> torch.nn.Module:
     """Build a segmentor or detector from ``cfg`` and load ``checkpoint``.
 
     Args:
         cfg: Config from :func:`load_config`.
-        checkpoint: Checkpoint written by ``tools/train.py``.
+        checkpoint: Checkpoint written by ``tools/train.py``, or ``None`` to
+            keep the weights the model's constructors initialise.
         device: ``'cpu'``, ``'cuda'`` or ``None`` for CUDA when available.
 
     Returns:

@@ -28,6 +28,18 @@ from mmscope.registry import build_model_from_cfg, register_model
 from .vision_mamba import VisionMamba
 
 
+def refine_by_threshold(confidence: torch.Tensor,
+                        threshold: float) -> torch.Tensor:
+    """Return a bool per image, True where the gate threshold refines it.
+
+    An image is refined when its confidence is below ``threshold``; a
+    threshold of 1 or more refines every image.
+    """
+    if threshold >= 1:
+        return torch.ones_like(confidence, dtype=torch.bool)
+    return confidence < threshold
+
+
 @dataclass
 class ScopeOutput:
     """Everything one MambaScope forward pass produces for a batch.
@@ -208,9 +220,7 @@ class MambaScope(VisionMamba):
             order = torch.sort(confidence, stable=True).indices
             refined = torch.zeros_like(confidence, dtype=torch.bool)
             return refined.index_fill(0, order[:count], True)
-        if self.threshold >= 1:
-            return torch.ones_like(confidence, dtype=torch.bool)
-        return confidence < self.threshold
+        return refine_by_threshold(confidence, self.threshold)
 
     def select_cells(self, scores: torch.Tensor, ratio: float) -> torch.Tensor:
         """Select the ``ceil(ratio * cells)`` highest-scoring coarse cells.

@@ -1,0 +1,158 @@
+"""tools/analysis/sweep_threshold.py against tools/test.py on real data."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.reduced import (DET, DET_SCOPE_EVAL, RUNTIME, SEG, cfg_options)
+from tests.test_tools.test_train_tool import REPO_ROOT, _run
+
+SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
+DET_CONFIG = 'configs/coco/mask_rcnn_mambascope_t_fpn_1x_coco.py'
+SEG_TEST = dict(SEG, **RUNTIME)
+# 40 iterations at a constant learning rate of 1e-3 give a model whose
+# coarse and fine predictions differ and whose mIoU is above 0.
+SEG_TRAIN = dict(SEG_TEST, **{
+    'train_cfg.max_iters': 40,
+    'train_cfg.val_interval': 1000,
+    'default_hooks.checkpoint.interval': 40,
+    'optim_wrapper.optimizer.lr': 0.001,
+    'param_scheduler': None,
+})
+DET_TEST = dict(DET, **DET_SCOPE_EVAL, **RUNTIME, **{
+    'model.test_cfg.rcnn.score_thr': 0.0,
+})
+DET_TRAIN = dict(DET_TEST, **{
+    'train_cfg.max_epochs': 1,
+    'train_dataloader.dataset.indices': 4,
+})
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('seg_train')
+    _run([sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+          str(work_dir), '--cfg-options', *cfg_options(SEG_TRAIN)])
+    return str(work_dir / 'iter_40.pth')
+
+
+def _sweep(config, checkpoint, out_dir, thresholds, options, extra=()):
+    _run([
+        sys.executable, 'tools/analysis/sweep_threshold.py', config,
+        checkpoint, '--out-dir', str(out_dir), '--no-progress',
+        '--thresholds', *map(str, thresholds), *extra, '--cfg-options',
+        *cfg_options(options)
+    ])
+    with open(out_dir / 'sweep.csv') as file:
+        rows = list(csv.DictReader(file))
+    with open(out_dir / 'sweep_images.csv') as file:
+        images = list(csv.DictReader(file))
+    return rows, images
+
+
+def _test_tool_metrics(config, checkpoint, work_dir, options):
+    _run([sys.executable, 'tools/test.py', config, checkpoint, '--work-dir',
+          str(work_dir), '--cfg-options', *cfg_options(options)])
+    logs = [path for path in Path(work_dir).glob('*/*.json')
+            if path.parent.name == path.stem]
+    assert len(logs) == 1, logs
+    return json.loads(logs[0].read_text().splitlines()[-1])
+
+
+def test_seg_sweep_matches_test_tool(seg_checkpoint, tmp_path):
+    _, images = _sweep(SEG_CONFIG, seg_checkpoint, tmp_path / 'first',
+                       [0, 1], SEG_TEST)
+    confidences = sorted({float(image['confidence']) for image in images})
+    assert len(images) == 3
+    assert len(confidences) >= 2, 'the images need distinct confidences'
+    middle = (confidences[0] + confidences[1]) / 2
+    thresholds = [0, middle, 1]
+
+    rows, _ = _sweep(SEG_CONFIG, seg_checkpoint, tmp_path / 'sweep',
+                     thresholds, SEG_TEST)
+
+    assert [float(row['threshold']) for row in rows] == thresholds
+    assert [float(row['refine_share']) for row in rows] == [0, 1 / 3, 1]
+    assert float(rows[0]['mIoU']) != float(rows[2]['mIoU'])
+    for index, threshold in enumerate(thresholds):
+        tested = _test_tool_metrics(
+            SEG_CONFIG, seg_checkpoint, tmp_path / f'test{index}',
+            dict(SEG_TEST, **{'model.backbone.threshold': threshold}))
+        row = rows[index]
+        assert float(row['mIoU']) == tested['mIoU'], threshold
+        assert float(row['aAcc']) == tested['aAcc'], threshold
+        assert float(row['refine_share']) == pytest.approx(
+            tested['scope/refine_share'], abs=1e-12), threshold
+        assert float(row['backbone_gflops']) == pytest.approx(
+            tested['scope/backbone_gflops'], rel=1e-9), threshold
+
+
+def test_seg_sweep_outputs(seg_checkpoint, tmp_path):
+    thresholds = [0, 0.25, 0.5, 0.75, 1]
+    rows, images = _sweep(SEG_CONFIG, seg_checkpoint, tmp_path, thresholds,
+                          SEG_TEST, extra=['--share-steps', '3'])
+
+    shares = [float(row['refine_share']) for row in rows]
+    assert {0, 1 / 3, 2 / 3, 1} <= set(shares)
+    gflops = [float(row['backbone_gflops']) for row in rows]
+    assert shares == sorted(shares)
+    assert gflops == sorted(gflops)
+    assert shares[0] == 0
+    assert shares[-1] == 1
+    assert [Path(image['img_path']).name for image in images] == [
+        'ADE_val_00000001.jpg', 'ADE_val_00000002.jpg',
+        'ADE_val_00000003.jpg'
+    ]
+    for image in images:
+        assert float(image['coarse_gflops']) < float(image['fine_gflops'])
+    png = tmp_path / 'sweep.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (tmp_path / 'sweep.md').read_text().count('\n') == 2 + len(rows)
+
+
+def test_det_sweep_matches_test_tool(tmp_path):
+    work_dir = tmp_path / 'det_train'
+    _run([sys.executable, 'tools/train.py', DET_CONFIG, '--work-dir',
+          str(work_dir), '--cfg-options', *cfg_options(DET_TRAIN)])
+    checkpoint = str(work_dir / 'epoch_1.pth')
+
+    rows, _ = _sweep(DET_CONFIG, checkpoint, tmp_path / 'sweep', [0, 1],
+                     DET_TEST)
+
+    for index, threshold in enumerate([0, 1]):
+        tested = _test_tool_metrics(
+            DET_CONFIG, checkpoint, tmp_path / f'test{index}',
+            dict(DET_TEST, **{'model.backbone.threshold': threshold}))
+        for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+            assert float(rows[index][key]) == tested[key], (threshold, key)
+        assert float(rows[index]['refine_share']) == \
+            tested['scope/refine_share'], threshold
+
+
+@pytest.mark.parametrize('extra, message', [
+    ({'model.backbone.refine_budget': 0.5}, 'refine_budget=0.5'),
+    ({'model.test_cfg.mode': 'slide', 'model.test_cfg.crop_size': (64, 64),
+      'model.test_cfg.stride': (32, 32)}, "mode='whole' only"),
+])
+def test_sweep_rejects_unsweepable_configs(seg_checkpoint, tmp_path, extra,
+                                           message):
+    result = subprocess.run([
+        sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
+        seg_checkpoint, '--out-dir', str(tmp_path), '--cfg-options',
+        *cfg_options(dict(SEG_TEST, **extra))
+    ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_sweep_rejects_vim_backbone():
+    from mmscope.analysis.threshold_sweep import check_sweep_model
+    from mmscope.apis import init_scope_model, load_config
+
+    cfg = load_config('configs/ade20k/upernet_vim_t.py', SEG)
+    model = init_scope_model(cfg, None, 'cpu')
+    with pytest.raises(TypeError, match='VisionMamba backbone'):
+        check_sweep_model(model)

@@ -1,0 +1,166 @@
+"""Sweep the MambaScope gate threshold and plot quality against GFLOPs.
+
+One pass over the test set keeps both predictions of every image; the
+metrics of each threshold are then computed without running the model again.
+
+Example:
+    python tools/analysis/sweep_threshold.py \
+        configs/ade20k/upernet_mambascope_s.py work_dirs/x/iter_160000.pth \
+        --thresholds 0 0.5 0.8 0.9 0.95 1 --out-dir work_dirs/sweep
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+
+import numpy as np
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from mmscope.analysis.sweep_report import (format_sweep_table, plot_pareto,
+                                           write_csv, write_image_csv)
+from mmscope.analysis.threshold_sweep import (check_sweep_model,
+                                              collect_paths, sweep_thresholds,
+                                              thresholds_for_shares)
+from mmscope.evaluation import ScopeMetric
+from mmscope.utils import build_runner
+
+DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Evaluate a MambaScope model at many gate thresholds '
+        'from one pass over its test set.')
+    parser.add_argument('config', help='mmseg or mmdet MambaScope config')
+    parser.add_argument('checkpoint', help='checkpoint file of the config')
+
+    parser.add_argument(
+        '--thresholds', type=float, nargs='+', default=DEFAULT_THRESHOLDS,
+        help='gate thresholds eta to evaluate (default: 0 to 1 in steps of '
+        '0.05); 0 refines no image, 1 refines every image')
+    parser.add_argument(
+        '--share-steps', type=int, metavar='N',
+        help='also evaluate the thresholds at which 0, 1/N, ..., 1 of the '
+        'test images are refined, taken from their confidences')
+    parser.add_argument(
+        '--out-dir', help='folder for sweep.csv, sweep_images.csv, sweep.md, '
+        'sweep.png and the logs (default: work_dirs/sweep_CONFIG_NAME)')
+
+    parser.add_argument(
+        '--baseline-config', help='Vim config evaluated once as the '
+        'reference point of the plot')
+    parser.add_argument(
+        '--baseline-checkpoint', help='checkpoint of --baseline-config')
+
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, default={},
+        help='override entries of CONFIG, as in tools/test.py')
+    parser.add_argument(
+        '--baseline-cfg-options', nargs='+', action=DictAction, default={},
+        help='override entries of --baseline-config')
+    parser.add_argument(
+        '--no-progress', action='store_true', help='hide the progress bar')
+    return parser.parse_args()
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Exit with a message naming the first invalid option."""
+    for path in (args.config, args.checkpoint, args.baseline_config,
+                 args.baseline_checkpoint):
+        if path is not None and not osp.isfile(path):
+            raise SystemExit(f'File not found: {path}')
+    if (args.baseline_config is None) != (args.baseline_checkpoint is None):
+        raise SystemExit('--baseline-config and --baseline-checkpoint go '
+                         'together; give both or neither.')
+    negative = [value for value in args.thresholds if value < 0]
+    if negative:
+        raise SystemExit(f'--thresholds {negative} are negative; thresholds '
+                         'are confidences in [0, 1].')
+    if args.share_steps is not None and args.share_steps < 1:
+        raise SystemExit(f'--share-steps {args.share_steps} is invalid; give '
+                         'a number of steps of at least 1.')
+
+
+def runner_config(config: str, checkpoint: str, work_dir: str,
+                  cfg_options: dict) -> Config:
+    """Load a config for a single-process test run of ``checkpoint``."""
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(dict(cfg_options))
+    cfg.launcher = 'none'
+    cfg.work_dir = work_dir
+    cfg.load_from = checkpoint
+    return cfg
+
+
+def sweep(args: argparse.Namespace, out_dir: str) -> list:
+    """Run the model once over the test set and evaluate every threshold.
+
+    Also writes ``sweep_images.csv`` with the confidence of every image.
+    """
+    cfg = runner_config(args.config, args.checkpoint, out_dir,
+                        args.cfg_options)
+    runner = build_runner(cfg)
+    runner.load_checkpoint(args.checkpoint, map_location='cpu')
+    model = runner.model
+    model.eval()
+    try:
+        check_sweep_model(model)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f'{args.config}: {error}') from error
+
+    dataloader = Runner.build_dataloader(cfg.test_dataloader,
+                                         seed=runner.seed)
+    evaluator = runner.build_evaluator(cfg.test_evaluator)
+    evaluator.dataset_meta = dataloader.dataset.metainfo
+    metrics = [
+        metric for metric in evaluator.metrics
+        if not isinstance(metric, ScopeMetric)
+    ]
+    images = collect_paths(model, dataloader, metrics,
+                           show_progress=not args.no_progress)
+    write_image_csv(images, osp.join(out_dir, 'sweep_images.csv'))
+    thresholds = set(args.thresholds)
+    if args.share_steps is not None and images:
+        thresholds.update(thresholds_for_shares(images, args.share_steps))
+    return sweep_thresholds(images, metrics, sorted(thresholds))
+
+
+def evaluate_baseline(args: argparse.Namespace, out_dir: str) -> dict:
+    """Test the Vim baseline with the standard test loop."""
+    cfg = runner_config(args.baseline_config, args.baseline_checkpoint,
+                        osp.join(out_dir, 'baseline'),
+                        args.baseline_cfg_options)
+    return build_runner(cfg).test()
+
+
+def main() -> None:
+    args = parse_args()
+    check_args(args)
+    name = osp.splitext(osp.basename(args.config))[0]
+    out_dir = args.out_dir or osp.join('work_dirs', f'sweep_{name}')
+    os.makedirs(out_dir, exist_ok=True)
+
+    rows = sweep(args, out_dir)
+    baseline = None
+    if args.baseline_config is not None:
+        baseline = evaluate_baseline(args, out_dir)
+
+    table = format_sweep_table(rows)
+    write_csv(rows, osp.join(out_dir, 'sweep.csv'))
+    with open(osp.join(out_dir, 'sweep.md'), 'w') as file:
+        file.write(table)
+    written = ['sweep.csv', 'sweep_images.csv', 'sweep.md']
+    if plot_pareto(rows, osp.join(out_dir, 'sweep.png'), name, baseline):
+        written.append('sweep.png')
+    else:
+        print_log('No threshold produced a metric value, so sweep.png was '
+                  'not drawn; check the metric warnings above.',
+                  logger='current', level=logging.WARNING)
+    print_log(f'Sweep of {name} over {len(rows)} thresholds:\n{table}'
+              f'Wrote {", ".join(written)} to {out_dir}', logger='current')
+
+
+if __name__ == '__main__':
+    main()
