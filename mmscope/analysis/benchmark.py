@@ -200,6 +200,41 @@ def run_benchmark(models: Sequence[Tuple[str, nn.Module]],
     return rows
 
 
+def noise_warnings(rows: Sequence[BenchmarkRow],
+                   max_spread: float = 0.1) -> List[str]:
+    """Describe rows whose latencies look too noisy to compare.
+
+    Args:
+        rows: Rows from :func:`run_benchmark`.
+        max_spread: Largest accepted interquartile range, as a share of
+            the median latency.
+
+    Returns:
+        One sentence per noisy row; empty when every row looks stable.
+    """
+    warnings = []
+    for row in rows:
+        share = '' if row.refine_share is None else (
+            f' at refine share {row.refine_share:g}')
+        label = f'{row.name}{share}'
+        if row.spread_ms > max_spread * row.latency_ms:
+            warnings.append(
+                f'{label}: the interquartile range of the latency is '
+                f'{row.spread_ms / row.latency_ms:.0%} of the median; rerun '
+                'with more --runs or on an idle machine.')
+        if row.backbone_latency_ms > row.latency_ms:
+            warnings.append(
+                f'{label}: the backbone alone measured slower than the '
+                'whole model, so the machine was busy; rerun with more '
+                '--runs or on an idle machine.')
+    return warnings
+
+
+def _gflops_cell(value: float) -> str:
+    """Format GFLOPs with two decimals, or three digits below 0.1."""
+    return f'{value:.2f}' if value >= 0.1 else f'{value:.3g}'
+
+
 def _ratio_cells(value: float, reference: float, latency: float,
                  reference_latency: float) -> List[str]:
     """Format a FLOPs ratio, a latency ratio and their quotient."""
@@ -237,7 +272,8 @@ def format_table(rows: Sequence[BenchmarkRow],
         share = '-' if row.refine_share is None else f'{row.refine_share:g}'
         cells = [
             row.name, share, f'{row.params / 1e6:.2f}',
-            f'{row.backbone_gflops:.2f}', f'{row.model_gflops:.2f}',
+            _gflops_cell(row.backbone_gflops),
+            _gflops_cell(row.model_gflops),
             f'{row.latency_ms:.1f}', f'{row.spread_ms:.1f}',
             f'{row.images_per_second:.2f}', f'{row.backbone_latency_ms:.1f}'
         ]

@@ -58,6 +58,16 @@ def write_image_csv(images: Sequence, path: str) -> None:
             ])
 
 
+def _format_cell(column: str, value: Optional[float]) -> str:
+    if value is None:
+        return '-'
+    # Thresholds from --share-steps are image confidences that may differ
+    # only in the fifth digit.
+    if column == 'threshold':
+        return f'{value:.6g}'
+    return f'{value:.4g}'
+
+
 def format_sweep_table(rows: Sequence[Dict[str, float]]) -> str:
     """Format the compute columns and headline metrics as markdown."""
     columns = list(SWEEP_COLUMNS) + quality_keys(rows)
@@ -67,7 +77,7 @@ def format_sweep_table(rows: Sequence[Dict[str, float]]) -> str:
         cells = []
         for column in columns:
             value = row.get(column)
-            cells.append('-' if value is None else f'{value:.4g}')
+            cells.append(_format_cell(column, value))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -139,14 +149,20 @@ def plot_pareto(rows: Sequence[Dict[str, float]], path: str, title: str,
         costs = [row['backbone_gflops'] for row in ordered]
         values = [row[key] for row in ordered]
         axis.plot(costs, values, 'o-', color='tab:blue', label='MambaScope')
-        front = pareto_front(list(zip(costs, values)))
+        points = list(zip(costs, values))
+        has_baseline = baseline is not None and key in baseline
+        if has_baseline:
+            points.append((vim_gflops, baseline[key]))
+        # The Vim point takes part in the front, so a MambaScope point that
+        # Vim beats on both axes is not marked.
+        front = [i for i in pareto_front(points) if i < len(costs)]
         axis.plot([costs[i] for i in front], [values[i] for i in front], 'o',
                   markersize=10, markerfacecolor='none', color='tab:red',
-                  label='Pareto front')
+                  label='on the Pareto front')
         for point, label in _threshold_labels(ordered, key).items():
             axis.annotate(label, point, textcoords='offset points',
                           xytext=(4, 4), fontsize=7)
-        if baseline is not None and key in baseline:
+        if has_baseline:
             axis.plot([vim_gflops], [baseline[key]], '*', markersize=14,
                       color='tab:green', label='Vim')
         else:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
+from mmengine.registry import Registry
 from mmengine.utils import ProgressBar
 from torch import nn
 
@@ -47,23 +48,53 @@ class ImagePaths:
     fine_record: dict
 
 
+def _check_sweep_settings(backbone_name: str, has_scope: bool,
+                          refine_budget: Optional[float],
+                          test_cfg: Optional[dict]) -> None:
+    """Raise if these model settings cannot be swept over thresholds."""
+    if not has_scope:
+        raise TypeError(
+            f'The model has a {backbone_name} backbone; the threshold sweep '
+            'needs a MambaScope backbone.')
+    if refine_budget is not None:
+        raise ValueError(
+            f'The backbone sets refine_budget={refine_budget}, which '
+            'replaces the gate threshold; set '
+            'model.backbone.refine_budget=None to sweep thresholds.')
+    mode = (test_cfg or {}).get('mode', 'whole')
+    if mode != 'whole':
+        raise ValueError(
+            f'test_cfg mode {mode!r} runs the backbone once per window; the '
+            "sweep supports mode='whole' only.")
+
+
 def check_sweep_model(model: nn.Module) -> None:
     """Raise if ``model`` cannot be swept over gate thresholds."""
     backbone = getattr(model, 'backbone', None)
-    if not hasattr(backbone, 'forward_scope'):
-        raise TypeError(
-            f'The model has a {type(backbone).__name__} backbone; the '
-            'threshold sweep needs a MambaScope backbone.')
-    if backbone.refine_budget is not None:
-        raise ValueError(
-            f'The backbone sets refine_budget={backbone.refine_budget}, '
-            'which replaces the gate threshold; set '
-            'model.backbone.refine_budget=None to sweep thresholds.')
-    test_cfg = getattr(model, 'test_cfg', None) or {}
-    if test_cfg.get('mode', 'whole') != 'whole':
-        raise ValueError(
-            f"test_cfg mode {test_cfg.get('mode')!r} runs the backbone once "
-            "per window; the sweep supports mode='whole' only.")
+    _check_sweep_settings(type(backbone).__name__,
+                          hasattr(backbone, 'forward_scope'),
+                          getattr(backbone, 'refine_budget', None),
+                          getattr(model, 'test_cfg', None))
+
+
+def check_sweep_config(model_cfg: dict, models_registry: Registry) -> None:
+    """Raise if the model of a config cannot be swept over gate thresholds.
+
+    It runs the checks of :func:`check_sweep_model` on the config, before
+    anything is built.
+
+    Args:
+        model_cfg: The config's ``model`` entry.
+        models_registry: Model registry of the config's default scope.
+    """
+    backbone_cfg = model_cfg.get('backbone') or {}
+    backbone_type = backbone_cfg.get('type')
+    backbone_class = models_registry.get(backbone_type) if isinstance(
+        backbone_type, str) else backbone_type
+    _check_sweep_settings(str(backbone_type),
+                          hasattr(backbone_class, 'forward_scope'),
+                          backbone_cfg.get('refine_budget'),
+                          model_cfg.get('test_cfg'))
 
 
 def stopped_record(backbone: nn.Module, record: dict) -> dict:

@@ -1,3 +1,5 @@
+from .cli_checks import (check_config_file, check_input_file,
+                         check_output_dir, check_output_file)
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
@@ -6,6 +8,7 @@ from .runner_setup import (add_runner_arguments, build_runner,
 
 __all__ = [
     'adapt_config_to_device', 'add_runner_arguments',
-    'allow_runner_checkpoints', 'build_runner', 'init_cpu_process_group',
-    'load_runner_config', 'replace_sync_bn'
+    'allow_runner_checkpoints', 'build_runner', 'check_config_file',
+    'check_input_file', 'check_output_dir', 'check_output_file',
+    'init_cpu_process_group', 'load_runner_config', 'replace_sync_bn'
 ]

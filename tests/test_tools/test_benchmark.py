@@ -158,7 +158,14 @@ def test_benchmark_tool_det_table(tmp_path):
     (['--shape', '64', '64', '--refine-shares', '1.5'], 'outside [0, 1]'),
     (['--shape', '16', '16'], 'too small'),
     (['--shape', '64', '64', '--checkpoint', 'missing.pth'],
-     'File not found: missing.pth'),
+     'file not found: missing.pth'),
+    (['--shape', '64', '64', '--checkpoint', 'configs'],
+     'configs is a folder'),
+    (['--shape', '64', '64', '--out', 'no_such_folder/table.md'],
+     'does not exist'),
+    (['--shape', '64', '64', '--profile', '-1'], 'must be 0 or more'),
+    (['--shape', '64', '64', '--baseline', 'README.md'],
+     'is not a config file'),
 ])
 def test_benchmark_tool_rejects_bad_options(args, message):
     result = subprocess.run(

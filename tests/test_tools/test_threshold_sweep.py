@@ -92,8 +92,13 @@ def test_seg_sweep_matches_test_tool(seg_checkpoint, tmp_path):
 
 def test_seg_sweep_outputs(seg_checkpoint, tmp_path):
     thresholds = [0, 0.25, 0.5, 0.75, 1]
+    # The Vim config loads the body of the MambaScope checkpoint, which
+    # gives the baseline a real metric.
+    baseline = ['--baseline-config', 'configs/ade20k/upernet_vim_t.py',
+                '--baseline-checkpoint', seg_checkpoint,
+                '--baseline-cfg-options', *cfg_options(SEG_TEST)]
     rows, images = _sweep(SEG_CONFIG, seg_checkpoint, tmp_path, thresholds,
-                          SEG_TEST, extra=['--share-steps', '3'])
+                          SEG_TEST, extra=['--share-steps', '3', *baseline])
 
     shares = [float(row['refine_share']) for row in rows]
     assert {0, 1 / 3, 2 / 3, 1} <= set(shares)
@@ -110,7 +115,11 @@ def test_seg_sweep_outputs(seg_checkpoint, tmp_path):
         assert float(image['coarse_gflops']) < float(image['fine_gflops'])
     png = tmp_path / 'sweep.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert (tmp_path / 'sweep.md').read_text().count('\n') == 2 + len(rows)
+    table = (tmp_path / 'sweep.md').read_text()
+    assert table.count('\n|') == 1 + len(rows)
+    assert 'Vim baseline at ' in table
+    baseline_metrics = json.loads((tmp_path / 'baseline.json').read_text())
+    assert 0 <= baseline_metrics['mIoU'] <= 100
 
 
 def test_det_sweep_matches_test_tool(tmp_path):
@@ -156,3 +165,37 @@ def test_sweep_rejects_vim_backbone():
     model = init_scope_model(cfg, None, 'cpu')
     with pytest.raises(TypeError, match='VisionMamba backbone'):
         check_sweep_model(model)
+
+
+def test_sweep_kept_when_baseline_fails(seg_checkpoint, tmp_path):
+    # Without --baseline-cfg-options the Vim config points at the full
+    # ADE20K data set, which is not on this machine.
+    result = subprocess.run([
+        sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
+        seg_checkpoint, '--out-dir', str(tmp_path), '--no-progress',
+        '--thresholds', '0', '1', '--baseline-config',
+        'configs/ade20k/upernet_vim_t.py', '--baseline-checkpoint',
+        seg_checkpoint, '--cfg-options', *cfg_options(SEG_TEST)
+    ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode != 0
+    assert '--baseline-cfg-options' in result.stderr, result.stderr[-2000:]
+    assert (tmp_path / 'sweep.csv').is_file()
+    assert (tmp_path / 'sweep.md').is_file()
+    assert not (tmp_path / 'baseline.json').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--thresholds', '-0.5'], 'are negative'),
+    (['--share-steps', '0'], 'at least 1'),
+    (['--out-dir', 'README.md'], 'is a file'),
+    (['--baseline-config', 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py',
+      '--baseline-checkpoint', 'README.md'], 'must both be mmseg'),
+])
+def test_sweep_rejects_bad_options(seg_checkpoint, args, message):
+    result = subprocess.run([
+        sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
+        seg_checkpoint, *args
+    ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]

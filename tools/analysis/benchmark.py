@@ -16,8 +16,11 @@ import torch
 from mmengine.config import DictAction
 
 from mmscope.analysis import (check_refine_shares, format_table,
-                              make_data_samples, run_benchmark)
+                              make_data_samples, noise_warnings,
+                              run_benchmark)
 from mmscope.apis import init_scope_model, load_config, task_of
+from mmscope.utils import (check_config_file, check_input_file,
+                           check_output_file)
 
 
 def parse_args() -> argparse.Namespace:
@@ -60,7 +63,9 @@ def parse_args() -> argparse.Namespace:
         '--profile', type=int, default=0, metavar='N',
         help='after timing, profile one forward pass per row with '
         'torch.profiler and print its N most expensive operators')
-    parser.add_argument('--out', help='also write the report to this file')
+    parser.add_argument(
+        '--out', help='also write the report, without the log lines, to '
+        'this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={},
         help='override entries of CONFIG, as in tools/test.py')
@@ -76,10 +81,12 @@ def check_args(args: argparse.Namespace) -> None:
     if height < 32 or width < 32:
         raise SystemExit(f'--shape {height} {width} is too small; give a '
                          'height and width of at least 32 pixels.')
-    if args.batch_size < 1 or args.runs < 1 or args.warmup < 0:
-        raise SystemExit('--batch-size and --runs must be at least 1 and '
-                         f'--warmup at least 0, got {args.batch_size}, '
-                         f'{args.runs} and {args.warmup}.')
+    if args.batch_size < 1 or args.runs < 1:
+        raise SystemExit('--batch-size and --runs must be at least 1, got '
+                         f'{args.batch_size} and {args.runs}.')
+    if args.warmup < 0 or args.profile < 0:
+        raise SystemExit('--warmup and --profile must be 0 or more, got '
+                         f'{args.warmup} and {args.profile}.')
     try:
         check_refine_shares(args.refine_shares, args.batch_size)
     except ValueError as error:
@@ -87,20 +94,25 @@ def check_args(args: argparse.Namespace) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda was requested, but CUDA is not '
                          'available; use --device cpu.')
-    for path in (args.config, args.baseline, args.checkpoint,
-                 args.baseline_checkpoint):
-        if path is not None and not osp.isfile(path):
-            raise SystemExit(f'File not found: {path}')
+    check_config_file(args.config, 'CONFIG')
+    check_config_file(args.baseline, '--baseline')
+    check_input_file(args.checkpoint, '--checkpoint')
+    check_input_file(args.baseline_checkpoint, '--baseline-checkpoint')
+    check_output_file(args.out, '--out')
 
 
 def load_model(config: str, checkpoint: Optional[str], cfg_options: dict,
                device: str) -> Tuple[str, torch.nn.Module, str]:
     """Build one model in evaluation mode; return its name and task too."""
     cfg = load_config(config, cfg_options)
+    try:
+        task = task_of(cfg)
+    except ValueError as error:
+        raise SystemExit(f'{config}: {error}') from error
     model = init_scope_model(cfg, checkpoint, device)
     model.eval()
     name = osp.splitext(osp.basename(config))[0]
-    return name, model, task_of(cfg)
+    return name, model, task
 
 
 def describe_machine(device: str) -> str:
@@ -121,14 +133,19 @@ def describe_machine(device: str) -> str:
 
 def report_header(args: argparse.Namespace) -> List[str]:
     """Describe the run in markdown list items put above the table."""
-    weights = args.checkpoint or 'random initialisation'
+    weights = f'{osp.basename(args.config)}: ' + (
+        args.checkpoint or 'random initialisation')
+    if args.baseline is not None:
+        weights += f', {osp.basename(args.baseline)}: ' + (
+            args.baseline_checkpoint or 'random initialisation')
     return [
         f'- Command: `python {" ".join(sys.argv)}`',
         f'- Date: {date.today().isoformat()}; machine: '
         f'{describe_machine(args.device)}; torch {torch.__version__}',
         f'- Input: {args.batch_size} x 3 x {args.shape[0]} x {args.shape[1]}; '
         f'{args.warmup} warm-up and {args.runs} timed passes per row, '
-        f'interleaved; weights of {osp.basename(args.config)}: {weights}',
+        'interleaved',
+        f'- Weights: {weights}',
         '',
     ]
 
@@ -160,6 +177,8 @@ def main() -> None:
     baseline = rows[0] if args.baseline is not None else None
     report = '\n'.join(report_header(args)) + '\n' + format_table(
         rows, baseline)
+    for warning in noise_warnings(rows):
+        report += f'\nWARNING: {warning}\n'
     for row in rows:
         if row.profile is not None:
             share = '' if row.refine_share is None else (

@@ -9,9 +9,11 @@ Example:
         --thresholds 0 0.5 0.8 0.9 0.95 1 --out-dir work_dirs/sweep
 """
 import argparse
+import json
 import logging
 import os
 import os.path as osp
+from typing import List, Optional
 
 import numpy as np
 from mmengine.config import Config, DictAction
@@ -20,11 +22,14 @@ from mmengine.runner import Runner
 
 from mmscope.analysis.sweep_report import (format_sweep_table, plot_pareto,
                                            write_csv, write_image_csv)
-from mmscope.analysis.threshold_sweep import (check_sweep_model,
+from mmscope.analysis.threshold_sweep import (check_sweep_config,
+                                              check_sweep_model,
                                               collect_paths, sweep_thresholds,
                                               thresholds_for_shares)
+from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
-from mmscope.utils import build_runner
+from mmscope.utils import (build_runner, check_config_file,
+                           check_input_file, check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -67,20 +72,23 @@ def parse_args() -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Exit with a message naming the first invalid option."""
-    for path in (args.config, args.checkpoint, args.baseline_config,
-                 args.baseline_checkpoint):
-        if path is not None and not osp.isfile(path):
-            raise SystemExit(f'File not found: {path}')
+    check_config_file(args.config, 'CONFIG')
+    check_input_file(args.checkpoint, 'CHECKPOINT')
+    check_config_file(args.baseline_config, '--baseline-config')
+    check_input_file(args.baseline_checkpoint, '--baseline-checkpoint')
     if (args.baseline_config is None) != (args.baseline_checkpoint is None):
         raise SystemExit('--baseline-config and --baseline-checkpoint go '
                          'together; give both or neither.')
     negative = [value for value in args.thresholds if value < 0]
     if negative:
-        raise SystemExit(f'--thresholds {negative} are negative; thresholds '
-                         'are confidences in [0, 1].')
+        raise SystemExit(f'--thresholds {negative} are negative; give '
+                         'thresholds of 0 (no image refined) or more, where '
+                         '1 and above refine every image.')
     if args.share_steps is not None and args.share_steps < 1:
         raise SystemExit(f'--share-steps {args.share_steps} is invalid; give '
                          'a number of steps of at least 1.')
+    if args.out_dir is not None:
+        check_output_dir(args.out_dir, '--out-dir')
 
 
 def runner_config(config: str, checkpoint: str, work_dir: str,
@@ -94,21 +102,47 @@ def runner_config(config: str, checkpoint: str, work_dir: str,
     return cfg
 
 
-def sweep(args: argparse.Namespace, out_dir: str) -> list:
+def models_registry(task: str):
+    """Return the model registry of mmseg or mmdet."""
+    if task == 'seg':
+        from mmseg.registry import MODELS
+    else:
+        from mmdet.registry import MODELS
+    return MODELS
+
+
+def load_configs(args: argparse.Namespace, out_dir: str):
+    """Load both configs and check them before any model is built."""
+    cfg = runner_config(args.config, args.checkpoint, out_dir,
+                        args.cfg_options)
+    try:
+        task = task_of(cfg)
+        check_sweep_config(cfg.model, models_registry(task))
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f'{args.config}: {error}') from error
+
+    baseline_cfg = None
+    if args.baseline_config is not None:
+        baseline_cfg = runner_config(args.baseline_config,
+                                     args.baseline_checkpoint,
+                                     osp.join(out_dir, 'baseline'),
+                                     args.baseline_cfg_options)
+        if baseline_cfg.get('default_scope') != cfg.get('default_scope'):
+            raise SystemExit('CONFIG and --baseline-config must both be '
+                             'mmseg configs or both mmdet configs.')
+    return cfg, baseline_cfg
+
+
+def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     """Run the model once over the test set and evaluate every threshold.
 
     Also writes ``sweep_images.csv`` with the confidence of every image.
     """
-    cfg = runner_config(args.config, args.checkpoint, out_dir,
-                        args.cfg_options)
     runner = build_runner(cfg)
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
     model = runner.model
     model.eval()
-    try:
-        check_sweep_model(model)
-    except (TypeError, ValueError) as error:
-        raise SystemExit(f'{args.config}: {error}') from error
+    check_sweep_model(model)
 
     dataloader = Runner.build_dataloader(cfg.test_dataloader,
                                          seed=runner.seed)
@@ -127,31 +161,38 @@ def sweep(args: argparse.Namespace, out_dir: str) -> list:
     return sweep_thresholds(images, metrics, sorted(thresholds))
 
 
-def evaluate_baseline(args: argparse.Namespace, out_dir: str) -> dict:
+def evaluate_baseline(baseline_cfg: Config, args: argparse.Namespace,
+                      out_dir: str) -> dict:
     """Test the Vim baseline with the standard test loop."""
-    cfg = runner_config(args.baseline_config, args.baseline_checkpoint,
-                        osp.join(out_dir, 'baseline'),
-                        args.baseline_cfg_options)
-    return build_runner(cfg).test()
+    try:
+        return build_runner(baseline_cfg).test()
+    except FileNotFoundError as error:
+        raise SystemExit(
+            f'Testing --baseline-config {args.baseline_config} failed: '
+            f'{error}. The sweep results are already in {out_dir}. Pass the '
+            'data overrides of the baseline, such as data_root, through '
+            '--baseline-cfg-options.') from error
 
 
-def main() -> None:
-    args = parse_args()
-    check_args(args)
-    name = osp.splitext(osp.basename(args.config))[0]
-    out_dir = args.out_dir or osp.join('work_dirs', f'sweep_{name}')
-    os.makedirs(out_dir, exist_ok=True)
-
-    rows = sweep(args, out_dir)
-    baseline = None
-    if args.baseline_config is not None:
-        baseline = evaluate_baseline(args, out_dir)
-
+def write_report(rows: list, out_dir: str, name: str,
+                 baseline: Optional[dict],
+                 baseline_gflops: Optional[float]) -> List[str]:
+    """Write the CSV, markdown and PNG files; return the names written."""
     table = format_sweep_table(rows)
+    if baseline is not None:
+        values = ', '.join(f'{key} {value:g}' for key, value in
+                           baseline.items() if isinstance(value, float))
+        table += (f'\nVim baseline at {baseline_gflops:.4g} backbone GFLOPs '
+                  f'per image: {values}\n')
+        with open(osp.join(out_dir, 'baseline.json'), 'w') as file:
+            json.dump(baseline, file, indent=2)
     write_csv(rows, osp.join(out_dir, 'sweep.csv'))
     with open(osp.join(out_dir, 'sweep.md'), 'w') as file:
         file.write(table)
+
     written = ['sweep.csv', 'sweep_images.csv', 'sweep.md']
+    if baseline is not None:
+        written.append('baseline.json')
     if plot_pareto(rows, osp.join(out_dir, 'sweep.png'), name, baseline):
         written.append('sweep.png')
     else:
@@ -160,6 +201,24 @@ def main() -> None:
                   logger='current', level=logging.WARNING)
     print_log(f'Sweep of {name} over {len(rows)} thresholds:\n{table}'
               f'Wrote {", ".join(written)} to {out_dir}', logger='current')
+    return written
+
+
+def main() -> None:
+    args = parse_args()
+    check_args(args)
+    name = osp.splitext(osp.basename(args.config))[0]
+    out_dir = args.out_dir or osp.join('work_dirs', f'sweep_{name}')
+    check_output_dir(out_dir, '--out-dir')
+    cfg, baseline_cfg = load_configs(args, out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+
+    rows = sweep(cfg, args, out_dir)
+    # Written first, so that a failing baseline run keeps the sweep.
+    write_report(rows, out_dir, name, None, None)
+    if baseline_cfg is not None:
+        baseline = evaluate_baseline(baseline_cfg, args, out_dir)
+        write_report(rows, out_dir, name, baseline, rows[0]['vim_gflops'])
 
 
 if __name__ == '__main__':

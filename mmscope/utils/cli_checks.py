@@ -1,0 +1,48 @@
+"""Checks of the paths that command-line tools take, with clear messages."""
+import os.path as osp
+from typing import Optional
+
+CONFIG_SUFFIXES = ('.py', '.json', '.yml', '.yaml')
+
+
+def check_input_file(path: Optional[str], option: str) -> None:
+    """Exit with a message if ``path`` is given but is not a readable file.
+
+    Args:
+        path: Path to check; ``None`` passes.
+        option: Name of the argument, used in the message.
+    """
+    if path is None:
+        return
+    if osp.isdir(path):
+        raise SystemExit(f'{option} {path} is a folder; give the path of a '
+                         'file in it.')
+    if not osp.isfile(path):
+        raise SystemExit(f'{option}: file not found: {path}')
+
+
+def check_config_file(path: Optional[str], option: str) -> None:
+    """Exit with a message if ``path`` is not a config file MMEngine reads."""
+    check_input_file(path, option)
+    if path is not None and not path.endswith(CONFIG_SUFFIXES):
+        raise SystemExit(
+            f'{option} {path} is not a config file; MMEngine reads configs '
+            f'ending in {", ".join(CONFIG_SUFFIXES)}.')
+
+
+def check_output_file(path: Optional[str], option: str) -> None:
+    """Exit with a message if ``path`` cannot be created as a file."""
+    if path is None:
+        return
+    folder = osp.dirname(osp.abspath(path))
+    if osp.isdir(path):
+        raise SystemExit(f'{option} {path} is a folder; give a file name.')
+    if not osp.isdir(folder):
+        raise SystemExit(f'{option} {path}: folder {folder} does not exist; '
+                         'create it first.')
+
+
+def check_output_dir(path: str, option: str) -> None:
+    """Exit with a message if ``path`` exists and is not a folder."""
+    if osp.exists(path) and not osp.isdir(path):
+        raise SystemExit(f'{option} {path} is a file; give a folder path.')
