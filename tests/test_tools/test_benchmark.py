@@ -1,6 +1,5 @@
 """tools/analysis/benchmark.py and the counts behind its table."""
 import math
-import re
 import subprocess
 import sys
 

@@ -23,7 +23,6 @@ from mmengine.runner import Runner
 from mmscope.analysis.sweep_report import (format_sweep_table, plot_pareto,
                                            write_csv, write_image_csv)
 from mmscope.analysis.threshold_sweep import (check_sweep_config,
-                                              check_sweep_model,
                                               collect_paths, sweep_thresholds,
                                               thresholds_for_shares)
 from mmscope.apis import task_of
@@ -142,7 +141,6 @@ def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
     model = runner.model
     model.eval()
-    check_sweep_model(model)
 
     dataloader = Runner.build_dataloader(cfg.test_dataloader,
                                          seed=runner.seed)
