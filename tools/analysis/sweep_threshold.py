@@ -50,7 +50,8 @@ def parse_args() -> argparse.Namespace:
         'test images are refined, taken from their confidences')
     parser.add_argument(
         '--out-dir', help='folder for sweep.csv, sweep_images.csv, sweep.md, '
-        'sweep.png and the logs (default: work_dirs/sweep_CONFIG_NAME)')
+        'sweep.png, baseline.json and the logs (default: '
+        'work_dirs/sweep_CONFIG_NAME)')
 
     parser.add_argument(
         '--baseline-config', help='Vim config evaluated once as the '
