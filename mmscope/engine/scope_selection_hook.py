@@ -1,10 +1,10 @@
 """Training schedule of MambaScope's refine ratio."""
-import math
 from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmscope.models.utils.share_count import ceil_share
 from mmscope.registry import register_hook
 
 
@@ -48,7 +48,7 @@ class ScopeSelectionHook(Hook):
 
     def switch_iter(self, max_iters: int) -> int:
         """Return the first iteration (0-based) of the configured ratio."""
-        return math.ceil(self.switch_at * max_iters)
+        return ceil_share(self.switch_at, max_iters)
 
     def _apply(self, runner) -> None:
         backbone = self._backbone(runner)

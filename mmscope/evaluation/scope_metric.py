@@ -15,7 +15,9 @@ class ScopeMetric(BaseMetric):
     ``ScopeMaskRCNN`` put in each prediction's metainfo. GFLOPs are counted
     analytically (one multiply-accumulate counts as one operation, see
     :mod:`mmscope.models.utils.flops`), for the image on its own path and for
-    the Vim baseline backbone at the same input size.
+    the Vim baseline backbone at the same input size. An image predicted in
+    sliding windows counts as refined when any of its windows was refined,
+    and its GFLOPs are the sums over its windows.
 
     Reported keys (with the default prefix ``scope``): ``refine_share``,
     ``backbone_gflops``, ``vim_gflops`` and ``gflops_ratio`` (MambaScope over
@@ -46,6 +48,10 @@ class ScopeMetric(BaseMetric):
                      vim_gflops=record['vim_gflops']))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        # MMEngine has already warned about an empty evaluation: report
+        # nothing rather than means of nothing.
+        if not results:
+            return {}
         refined = np.array([r['refined'] for r in results], dtype=np.float64)
         gflops = np.array([r['backbone_gflops'] for r in results])
         vim = np.array([r['vim_gflops'] for r in results])

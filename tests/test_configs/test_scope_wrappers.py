@@ -3,6 +3,8 @@ import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import set_random_seed
 
+from mmscope.evaluation import ScopeMetric
+
 from tests.reduced import DET, SEG
 from tests.test_configs.test_config_forward import (REPO_ROOT, _build_model,
                                                     _load, _samples)
@@ -77,15 +79,58 @@ def test_det_wrapper_losses_and_gradients():
     _assert_backbone_gradients(model.backbone)
 
 
-def test_seg_predict_carries_scope_record():
-    cfg = _load(SEG_CONFIG, dict(SEG, **{'model.backbone.threshold': 1.0}))
+def _predict_one_val_image(overrides):
+    """Predict the first validation image; return inputs and results."""
+    cfg = _load(SEG_CONFIG, dict(SEG, **overrides))
     model = _build_model(cfg).eval()
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         batch = _samples(cfg, 'val', count=1)
         data = model.data_preprocessor(batch, training=False)
         with torch.no_grad():
             results = model(**data, mode='predict')
+    return model, data['inputs'], results
+
+
+def test_seg_predict_carries_scope_record():
+    _, _, results = _predict_one_val_image({'model.backbone.threshold': 1.0})
 
     record = results[0].metainfo['scope']
     assert record['stopped'] is False
     assert record['num_fine_tokens'] > record['num_coarse_tokens']
+
+
+def test_slide_predict_merges_windows():
+    crop, stride = 32, 24
+    model, inputs, results = _predict_one_val_image({
+        'model.backbone.threshold': 1.0,
+        'model.test_cfg': dict(mode='slide', crop_size=(crop, crop),
+                               stride=(stride, stride)),
+    })
+
+    height, width = inputs.shape[-2:]
+    windows = ((max(height - crop + stride - 1, 0) // stride + 1) *
+               (max(width - crop + stride - 1, 0) // stride + 1))
+    record = results[0].metainfo['scope']
+    assert windows > 1
+    assert record['num_windows'] == windows
+    assert record['refined_windows'] == windows
+    assert record['stopped'] is False
+
+    window_gflops = model.backbone.count_macs((crop, crop)) / 1e9
+    assert abs(record['vim_gflops'] - windows * window_gflops) < 1e-9
+    assert record['backbone_gflops'] == sum(
+        window['backbone_gflops'] for window in record['windows'])
+
+
+def test_scope_metric_means_and_empty():
+    metric = ScopeMetric()
+    records = [
+        dict(stopped=True, backbone_gflops=1.0, vim_gflops=4.0),
+        dict(stopped=False, backbone_gflops=5.0, vim_gflops=4.0),
+    ]
+    metric.process({}, [dict(scope=record) for record in records])
+
+    assert metric.compute_metrics(metric.results) == dict(
+        refine_share=0.5, backbone_gflops=3.0, vim_gflops=4.0,
+        gflops_ratio=0.75)
+    assert metric.compute_metrics([]) == {}

@@ -143,6 +143,14 @@ def test_selection_size_is_ceil_of_ratio():
         assert selected.sum(dim=1).tolist() == [math.ceil(ratio * 35)] * 3
 
 
+def test_selection_size_exact_decimal():
+    # 0.55 * 400 is 220.00000000000003 in binary floating point.
+    scope = _scope()
+    selected = scope.select_cells(torch.rand(1, 400), ratio=0.55)
+
+    assert int(selected.sum()) == 220
+
+
 def test_token_counts_recorded():
     scope = _scope(threshold=1.0, refine_ratio=0.5).eval()
     with torch.no_grad():
@@ -217,6 +225,15 @@ def test_budget_refines_least_confident(budget, count):
         least_confident.tolist())
 
 
+def test_budget_count_exact_decimal():
+    # 0.58 * 25 is 14.499999999999998 in binary floating point. The decimal
+    # 14.5 rounds up to 15.
+    scope = _scope(refine_budget=0.58).eval()
+    refined = scope.decide_refinement(torch.linspace(0, 1, 25))
+
+    assert int(refined.sum()) == 15
+
+
 def test_budget_on_real_batch():
     scope = _scope(refine_budget=0.5).eval()
     with torch.no_grad():
@@ -236,3 +253,17 @@ def test_invalid_budget():
 def test_non_numeric_threshold():
     with pytest.raises(TypeError, match="threshold must be a number, got 'abc'"):
         _scope(threshold='abc')
+
+
+@pytest.mark.parametrize('threshold', [0.0, 1.0])
+def test_bfloat16_weights_run(threshold):
+    # threshold 0 stops every image at the gate, 1 refines every image.
+    scope = _scope(threshold=threshold).eval().to(torch.bfloat16)
+    with torch.no_grad():
+        output = scope.forward_scope(
+            torch.randn(2, 3, 64, 64, dtype=torch.bfloat16))
+
+    assert bool(output.refined.all()) is (threshold == 1.0)
+    for out in output.maps:
+        assert out.dtype == torch.bfloat16
+        assert torch.isfinite(out.float()).all()

@@ -6,6 +6,7 @@ import torch
 
 from mmscope.models import VisionMamba
 from mmscope.models.layers import resample_pos_embed
+from mmscope.models.utils import convert_vim_state_dict
 
 WIDTH, LAYERS, STATE = 32, 2, 16
 INNER, RANK = 2 * WIDTH, math.ceil(WIDTH / 16)
@@ -112,6 +113,23 @@ def test_same_grid_keeps_position_values(tmp_path):
     expected = torch.cat(
         [state['pos_embed'][:, :98], state['pos_embed'][:, 99:]], dim=1)
     assert torch.equal(backbone.pos_embed.data, expected)
+
+
+def test_square_source_resampled_to_nonsquare():
+    # 36 entries form a 6x6 grid. A 4x9 model has as many cells but needs
+    # the resampled embedding.
+    source = torch.randn(1, 36, 8)
+    converted, _ = convert_vim_state_dict({'pos_embed': source},
+                                          {'pos_embed': (4, 9)})
+
+    expected = resample_pos_embed(source, (6, 6), (4, 9))
+    assert torch.equal(converted['pos_embed'], expected)
+
+
+def test_unknown_source_grid_raises():
+    with pytest.raises(ValueError, match='24 patch entries.*5x6 grid'):
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
+                               {'pos_embed': (5, 6)})
 
 
 def test_renamed_key_raises_naming_it(tmp_path):

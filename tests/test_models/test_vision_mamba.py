@@ -109,6 +109,20 @@ def test_pos_embed_cache_invalidated_by_update():
     torch.testing.assert_close(second, first + 1.0)
 
 
+def test_pos_embed_cache_data_swap():
+    # EMA hooks and fused optimizers change the weights without bumping the
+    # parameter's version counter.
+    backbone = _small_backbone().eval()
+    with torch.no_grad():
+        first = backbone.position_embedding((5, 6)).clone()
+        version = backbone.pos_embed._version
+        backbone.pos_embed.data = backbone.pos_embed.data + 1.0
+        assert backbone.pos_embed._version == version
+        second = backbone.position_embedding((5, 6))
+
+    torch.testing.assert_close(second, first + 1.0)
+
+
 def test_with_cp_matches_plain():
     plain = _small_backbone()
     checkpointed = _small_backbone(with_cp=True)

@@ -2,6 +2,8 @@
 import re
 import sys
 
+from mmscope.engine import ScopeSelectionHook
+
 from tests.reduced import DET, DET_SCOPE_EVAL, RUNTIME, SEG, cfg_options
 from tests.test_tools.test_train_tool import _run, _scalars
 
@@ -56,6 +58,12 @@ def test_seg_test_tool_threshold_overrides(tmp_path):
 
     assert shares[0] == 0.0
     assert shares[1] == 1.0
+
+
+def test_switch_iter_exact_decimal():
+    # 0.7 * 10 is 7.000000000000001 in binary floating point.
+    assert ScopeSelectionHook(switch_at=0.7).switch_iter(10) == 7
+    assert ScopeSelectionHook(switch_at=2 / 3).switch_iter(40) == 27
 
 
 def test_selection_hook_switches_and_resumes(tmp_path):

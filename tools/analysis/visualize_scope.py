@@ -90,6 +90,12 @@ def main() -> int:
         raise SystemExit('--device cuda was requested, but CUDA is not '
                          'available; use --device cpu.')
     cfg = load_config(args.config, overrides)
+    test_mode = (cfg.model.get('test_cfg') or {}).get('mode', 'whole')
+    if test_mode == 'slide':
+        raise SystemExit(
+            f"{args.config} predicts in sliding windows (test_cfg mode "
+            "'slide'), so no single refinement map covers an image; add "
+            '--cfg-options model.test_cfg.mode=whole')
     model = init_scope_model(cfg, args.checkpoint, args.device)
     os.makedirs(args.out_dir, exist_ok=True)
 

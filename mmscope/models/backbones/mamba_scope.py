@@ -23,6 +23,7 @@ from mmscope.models.utils.flops import multi_scale_macs, patch_embed_macs
 from mmscope.models.utils.mixed_sequence import (build_mixed_index,
                                                  coarse_cell_of_fine,
                                                  gather_mixed, scatter_mixed)
+from mmscope.models.utils.share_count import ceil_share, round_share
 from mmscope.registry import build_model_from_cfg, register_model
 
 from .vision_mamba import VisionMamba
@@ -216,7 +217,7 @@ class MambaScope(VisionMamba):
         if self.training:
             return torch.ones_like(confidence, dtype=torch.bool)
         if self.refine_budget is not None:
-            count = math.floor(self.refine_budget * confidence.numel() + 0.5)
+            count = round_share(self.refine_budget, confidence.numel())
             order = torch.sort(confidence, stable=True).indices
             refined = torch.zeros_like(confidence, dtype=torch.bool)
             return refined.index_fill(0, order[:count], True)
@@ -235,7 +236,7 @@ class MambaScope(VisionMamba):
             Bool mask (batch, cells).
         """
         num_cells = scores.shape[1]
-        k = min(max(math.ceil(ratio * num_cells), 1), num_cells)
+        k = min(max(ceil_share(ratio, num_cells), 1), num_cells)
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices
         selected = torch.zeros_like(scores, dtype=torch.bool)
         return selected.scatter(1, order[:, :k], True)
@@ -257,9 +258,10 @@ class MambaScope(VisionMamba):
             importance scores and the coarse grid.
         """
         half = (x.shape[-2] // 2, x.shape[-1] // 2)
+        # The antialiased resize has no half-precision CPU kernel.
         small = F.interpolate(
-            x, size=half, mode='bilinear', align_corners=False,
-            antialias=True)
+            x.float(), size=half, mode='bilinear', align_corners=False,
+            antialias=True).to(x.dtype)
         tokens, grid = self.patch_embed(small)
         embedded = tokens + self.coarse_position_embedding(grid).to(
             tokens.dtype)

@@ -165,7 +165,8 @@ class VisionMamba(BaseModule):
         self.multi_scale = MultiScaleMaps(
             self.embed_dims, self.patch_size, self.out_strides,
             dict(norm_cfg or dict(type='BN', requires_grad=True)))
-        self._pos_embed_cache: Dict[tuple, torch.Tensor] = {}
+        self._pos_embed_cache: Dict[tuple, Tuple[torch.Tensor,
+                                                 torch.Tensor]] = {}
 
     @staticmethod
     def _resolve_arch(arch: str, *overrides: Optional[int]) -> Dict[str, int]:
@@ -204,8 +205,11 @@ class VisionMamba(BaseModule):
         """Return ``pos_embed`` resampled to ``grid`` (bicubic).
 
         Resampled copies are cached per grid while no gradient flows into
-        ``pos_embed``, as in evaluation. The cache is keyed on the
-        parameter's version counter, so updating the weights invalidates it.
+        ``pos_embed``, as in evaluation. Each entry keeps a copy of the
+        embedding it was resampled from and is used only while
+        ``pos_embed`` still equals that copy. So weight updates that bypass
+        the parameter's version counter, such as fused optimizers or an EMA
+        hook swapping ``.data``, invalidate it too.
         """
         return self._resampled(self.pos_embed, self.pos_grid, grid)
 
@@ -214,16 +218,18 @@ class VisionMamba(BaseModule):
         if torch.is_grad_enabled() and pos_embed.requires_grad:
             return resample_pos_embed(pos_embed, src, dst)
 
-        key = (id(pos_embed), pos_embed._version, pos_embed.device,
-               pos_embed.dtype, src, dst)
-        cached = self._pos_embed_cache.get(key)
-        if cached is None:
-            if len(self._pos_embed_cache) > 32:
-                self._pos_embed_cache.clear()
-            with torch.no_grad():
-                cached = resample_pos_embed(pos_embed, src, dst)
-            self._pos_embed_cache[key] = cached
-        return cached
+        key = (id(pos_embed), pos_embed.device, pos_embed.dtype, src, dst)
+        entry = self._pos_embed_cache.get(key)
+        if entry is not None and torch.equal(entry[0], pos_embed):
+            return entry[1]
+
+        if len(self._pos_embed_cache) > 32:
+            self._pos_embed_cache.clear()
+        with torch.no_grad():
+            resampled = resample_pos_embed(pos_embed, src, dst)
+            self._pos_embed_cache[key] = (pos_embed.detach().clone(),
+                                          resampled)
+        return resampled
 
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Embed images into position-encoded tokens.

@@ -61,9 +61,16 @@ class ScopeGateHead(BaseModule):
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Return class logits (batch, num_classes) for tokens (batch, L, C)."""
-        pooled = self.norm(tokens.float()).mean(dim=1)
-        return self.fc(pooled)
+        """Return class logits (batch, num_classes) for tokens (batch, L, C).
+
+        The normalisation and the pooling run in float32, whatever the
+        dtype of the tokens and of the weights.
+        """
+        normed = F.layer_norm(tokens.float(), self.norm.normalized_shape,
+                              self.norm.weight.float(),
+                              self.norm.bias.float(), self.norm.eps)
+        return F.linear(normed.mean(dim=1), self.fc.weight.float(),
+                        self.fc.bias.float())
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         """Return the confidence of each image, in [0, 1], shape (batch,)."""

@@ -1,3 +1,3 @@
-from .scope_encoder_decoder import ScopeEncoderDecoder
+from .scope_encoder_decoder import ScopeEncoderDecoder, merge_window_records
 
-__all__ = ['ScopeEncoderDecoder']
+__all__ = ['ScopeEncoderDecoder', 'merge_window_records']

@@ -42,6 +42,8 @@ class ScopeEncoderDecoder(EncoderDecoder):
                 'other backbones.')
         self.coarse_loss_weight = coarse_loss_weight
         self.distill_loss_weight = distill_loss_weight
+        # Backbone records of each encode_decode call of one predict.
+        self._call_records: List[List[dict]] = []
 
     def _head_losses(self, feats, data_samples: SampleList):
         """Decode and auxiliary losses of one set of maps, and the logits."""
@@ -80,15 +82,58 @@ class ScopeEncoderDecoder(EncoderDecoder):
                 pixel_kl_divergence(fine_logits, coarse_logits)
         return losses
 
+    def encode_decode(self, inputs: torch.Tensor,
+                      batch_img_metas: List[dict]) -> torch.Tensor:
+        """Encode and decode as ``EncoderDecoder``, keeping the records."""
+        logits = super().encode_decode(inputs, batch_img_metas)
+        self._call_records.append(list(self.backbone.scope_info))
+        return logits
+
     def predict(self, inputs: torch.Tensor,
                 data_samples: OptSampleList = None) -> SampleList:
-        """Predict as ``EncoderDecoder`` and attach the scope records."""
-        results = super().predict(inputs, data_samples)
-        records: Optional[List[dict]] = getattr(self.backbone, 'scope_info',
-                                                None)
-        # NOTE: with test_cfg mode='slide' the backbone runs once per window
-        # and the records describe the last window only.
-        if records and len(records) == len(results):
-            for sample, record in zip(results, records):
-                sample.set_metainfo(dict(scope=record))
+        """Predict as ``EncoderDecoder`` and attach the scope records.
+
+        With ``test_cfg`` mode ``'whole'`` each prediction gets the
+        backbone's record of its image. With mode ``'slide'`` the backbone
+        runs once per window, and the record merges the windows: see
+        :func:`merge_window_records`.
+        """
+        self._call_records = []
+        try:
+            results = super().predict(inputs, data_samples)
+            calls = [
+                records for records in self._call_records
+                if len(records) == len(results)
+            ]
+        finally:
+            self._call_records = []
+
+        if calls:
+            for index, sample in enumerate(results):
+                windows = [records[index] for records in calls]
+                sample.set_metainfo(
+                    dict(scope=merge_window_records(windows)))
         return results
+
+
+def merge_window_records(windows: List[dict]) -> dict:
+    """Merge the backbone records of the windows of one image.
+
+    Args:
+        windows: The records of one image, one per backbone call.
+
+    Returns:
+        The only record when there is one window. Otherwise a record with
+        ``stopped`` (True when every window stopped at the gate),
+        ``backbone_gflops`` and ``vim_gflops`` (sums over the windows),
+        ``num_windows``, ``refined_windows`` and ``windows`` (the records).
+    """
+    if len(windows) == 1:
+        return windows[0]
+    return dict(
+        stopped=all(window['stopped'] for window in windows),
+        backbone_gflops=sum(window['backbone_gflops'] for window in windows),
+        vim_gflops=sum(window['vim_gflops'] for window in windows),
+        num_windows=len(windows),
+        refined_windows=sum(not window['stopped'] for window in windows),
+        windows=windows)

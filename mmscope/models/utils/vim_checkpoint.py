@@ -56,23 +56,28 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     return OrderedDict(state_dict)
 
 
-def _square_grid(num_entries: int) -> Tuple[int, int]:
-    side = math.isqrt(num_entries)
-    if side * side != num_entries:
-        raise ValueError(
-            f'Cannot infer the grid of a pos_embed with {num_entries} patch '
-            'entries: it is not a square number. Convert the checkpoint with '
-            'tools/convert_vim_checkpoint.py for a square image size.')
-    return side, side
-
-
 def _fit_grid(pos_embed: torch.Tensor,
               grid_shape: Tuple[int, int]) -> torch.Tensor:
-    """Resample a class-token-free position embedding to ``grid_shape``."""
-    if pos_embed.shape[1] == grid_shape[0] * grid_shape[1]:
+    """Resample a class-token-free position embedding to ``grid_shape``.
+
+    A square number of entries is read as a square grid, as in the official
+    Vim checkpoints, even when a non-square target grid has as many cells
+    (a 6x6 source for a 4x9 model). Any other number of entries must equal
+    the target's: it is then taken to come from a model with the same grid.
+    """
+    num_entries = pos_embed.shape[1]
+    side = math.isqrt(num_entries)
+    if side * side == num_entries:
+        if tuple(grid_shape) == (side, side):
+            return pos_embed
+        return resample_pos_embed(pos_embed, (side, side), grid_shape)
+    if num_entries == grid_shape[0] * grid_shape[1]:
         return pos_embed
-    src_grid = _square_grid(pos_embed.shape[1])
-    return resample_pos_embed(pos_embed, src_grid, grid_shape)
+    raise ValueError(
+        f'Cannot infer the grid of a pos_embed with {num_entries} patch '
+        'entries: it is not a square number and differs from the model\'s '
+        f'{grid_shape[0]}x{grid_shape[1]} grid. Convert the checkpoint with '
+        'tools/convert_vim_checkpoint.py for a square image size.')
 
 
 def convert_vim_state_dict(state_dict: Dict[str, torch.Tensor],
