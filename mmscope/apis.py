@@ -4,7 +4,8 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 
-from mmscope.utils import adapt_config_to_device, allow_runner_checkpoints
+from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
+                           check_checkpoint_matches)
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
@@ -47,15 +48,23 @@ def init_scope_model(cfg: Config, checkpoint: Optional[str],
 
     Returns:
         The model in evaluation mode.
+
+    Raises:
+        ValueError: If the checkpoint lacks weights of the model or has
+            other shapes for them.
     """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     allow_runner_checkpoints()
     if task_of(cfg) == 'seg':
         from mmseg.apis import init_model
-        return init_model(cfg, checkpoint, device=device)
+        model = init_model(cfg, checkpoint, device=device)
+    else:
+        from mmdet.apis import init_detector
+        model = init_detector(cfg, checkpoint, device=device)
 
-    from mmdet.apis import init_detector
-    return init_detector(cfg, checkpoint, device=device)
+    if checkpoint is not None:
+        check_checkpoint_matches(model, checkpoint)
+    return model
 
 
 def infer_image(model: torch.nn.Module, cfg: Config, image):

@@ -30,8 +30,18 @@ archives=(
 )
 
 usage() {
+    [ $# -eq 0 ] || echo "[kernels] $*" >&2
     sed -n '5,7p' "$0" | sed 's/^# //' >&2
     exit 2
+}
+
+check_python() {
+    if ! "$python_bin" -c 'import torch' 2>/dev/null; then
+        echo "[kernels] $python_bin cannot import torch: set PYTHON to the" \
+            "Python of the environment with a CUDA build of PyTorch, for" \
+            "example PYTHON=.venv/bin/python" >&2
+        exit 1
+    fi
 }
 
 fetch() {
@@ -84,8 +94,10 @@ pair = re.compile(r'^(?P<indent>[ \t]*)cc_flag\.append\("-gencode"\)\n'
                   r'[a-z]?,code=sm_\d+[a-z]?"\)$', re.MULTILINE)
 found = [match.group('arch') for match in pair.finditer(text)]
 if arch not in found:
-    sys.exit(f'[kernels] {path} lists the architectures {found}, not {arch}: '
-             'set CUDA_ARCH to one of them or update the pinned version')
+    dotted = ', '.join(f'{code[:-1]}.{code[-1]}' for code in found)
+    sys.exit(f'[kernels] {path} builds for compute capabilities {dotted}, '
+             f'not {sys.argv[2]}: set CUDA_ARCH to one of them or update the '
+             'pinned version')
 
 text = pair.sub(
     lambda match: match.group(0) if match.group('arch') == arch
@@ -125,6 +137,7 @@ build_one() {
 build() {
     local dir=$1
     local arch
+    check_python
     arch=$(detect_arch)
     echo "[kernels] building for compute capability $arch with $python_bin"
 
@@ -152,11 +165,12 @@ build() {
     "$python_bin" -c 'import causal_conv1d, mamba_ssm; print("[kernels] ready: causal_conv1d", causal_conv1d.__version__, "mamba_ssm", mamba_ssm.__version__)'
 }
 
-[ $# -ge 1 ] || usage
+[ $# -ge 1 ] || usage 'missing command'
+[ $# -le 2 ] || usage "too many arguments: $*"
 command=$1
 dir=${2:-$repo_dir/.kernels}
 case "$command" in
     fetch) fetch "$dir" ;;
     build) build "$dir" ;;
-    *) usage ;;
+    *) usage "unknown command '$command'" ;;
 esac

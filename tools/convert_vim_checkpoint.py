@@ -12,6 +12,7 @@ Example:
 import argparse
 import os
 import os.path as osp
+import pickle
 
 import torch
 
@@ -40,9 +41,15 @@ def main() -> None:
     args = parse_args()
     if not osp.isfile(args.src):
         raise SystemExit(f'Checkpoint file not found: {args.src}')
+    if osp.isdir(args.dst):
+        raise SystemExit(f'dst {args.dst} is a folder; give the path of the '
+                         'output file, such as checkpoints/vim_s_512.pth.')
     if len(args.img_size) not in (1, 2):
         raise SystemExit(f'--img-size takes one or two values, got '
                          f'{args.img_size}.')
+    if args.patch_size < 1:
+        raise SystemExit(f'--patch-size must be at least 1, got '
+                         f'{args.patch_size}.')
     height, width = (args.img_size * 2)[:2]
     if min(height, width) < args.patch_size:
         raise SystemExit(f'--img-size {args.img_size} is smaller than the '
@@ -52,7 +59,11 @@ def main() -> None:
 
     # Official Vim files also pickle the training arguments, which
     # weights_only loading rejects; only load files from a trusted source.
-    content = torch.load(args.src, map_location='cpu', weights_only=False)
+    try:
+        content = torch.load(args.src, map_location='cpu', weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise SystemExit(f'{args.src} is not a PyTorch checkpoint file: '
+                         f'{error}') from error
     source = unwrap_state_dict(content)
     if 'pos_embed' not in source or 'cls_token' not in source:
         raise SystemExit(
@@ -60,7 +71,11 @@ def main() -> None:
             "'pos_embed' and 'cls_token' at the top level. A checkpoint "
             'written by tools/train.py loads directly through init_cfg with '
             "prefix='backbone.'.")
-    state_dict, dropped = convert_vim_state_dict(source, {'pos_embed': grid})
+    try:
+        state_dict, dropped = convert_vim_state_dict(source,
+                                                     {'pos_embed': grid})
+    except ValueError as error:
+        raise SystemExit(f'{args.src}: {error}') from error
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save(

@@ -8,7 +8,7 @@ import argparse
 import os.path as osp
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           load_runner_config)
+                           check_checkpoint_matches, load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,7 +30,12 @@ def main() -> None:
 
     cfg = load_runner_config(args.config, args)
     cfg.load_from = args.checkpoint
-    build_runner(cfg).test()
+    runner = build_runner(cfg)
+    try:
+        check_checkpoint_matches(runner.model, args.checkpoint)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    runner.test()
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import argparse
 import torch
 
 from mmscope.utils import (add_runner_arguments, build_runner,
+                           check_checkpoint_matches, check_input_file,
                            load_runner_config)
 
 
@@ -31,6 +32,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.resume != 'auto':
+        check_input_file(args.resume, '--resume')
     cfg = load_runner_config(args.config, args)
 
     if args.amp:
@@ -47,7 +50,13 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    if args.resume not in (None, 'auto'):
+        try:
+            check_checkpoint_matches(runner.model, args.resume)
+        except ValueError as error:
+            raise SystemExit(f'--resume: {error}') from error
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -57,10 +57,16 @@ class ScopeSelectionHook(Hook):
         backbone.train_refine_ratio = 1.0 if phase == 'all' else None
         if phase != self._phase:
             ratio = 1.0 if phase == 'all' else backbone.refine_ratio
+            if switch < runner.max_iters:
+                schedule = (f'switch at iteration {switch + 1} of '
+                            f'{runner.max_iters}')
+            else:
+                schedule = (f'no switch within {runner.max_iters} '
+                            'iterations: lower switch_at to reach the '
+                            'configured ratio')
             runner.logger.info(
                 f'ScopeSelectionHook: refine ratio {ratio} from iteration '
-                f'{runner.iter + 1} (switch at iteration {switch + 1} of '
-                f'{runner.max_iters}).')
+                f'{runner.iter + 1} ({schedule}).')
             self._phase = phase
 
     def before_train(self, runner) -> None:

@@ -1,3 +1,5 @@
+from .checkpoint_match import (check_checkpoint_matches,
+                               checkpoint_mismatches, state_dict_differences)
 from .cli_checks import (check_config_file, check_input_file,
                          check_output_dir, check_output_file)
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
@@ -8,7 +10,9 @@ from .runner_setup import (add_runner_arguments, build_runner,
 
 __all__ = [
     'adapt_config_to_device', 'add_runner_arguments',
-    'allow_runner_checkpoints', 'build_runner', 'check_config_file',
+    'allow_runner_checkpoints', 'build_runner', 'check_checkpoint_matches',
+    'check_config_file', 'checkpoint_mismatches',
     'check_input_file', 'check_output_dir', 'check_output_file',
-    'init_cpu_process_group', 'load_runner_config', 'replace_sync_bn'
+    'init_cpu_process_group', 'load_runner_config', 'replace_sync_bn',
+    'state_dict_differences'
 ]

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmscope.models import VisionMamba
+from mmscope.models import MambaScope, VisionMamba
 from mmscope.models.layers import resample_pos_embed
 from mmscope.models.utils import convert_vim_state_dict
 
@@ -115,14 +115,16 @@ def test_same_grid_keeps_position_values(tmp_path):
     assert torch.equal(backbone.pos_embed.data, expected)
 
 
-def test_square_source_resampled_to_nonsquare():
+def test_official_grid_is_square_for_same_size():
     # 36 entries form a 6x6 grid. A 4x9 model has as many cells but needs
     # the resampled embedding.
-    source = torch.randn(1, 36, 8)
-    converted, _ = convert_vim_state_dict({'pos_embed': source},
-                                          {'pos_embed': (4, 9)})
+    source = torch.randn(1, 37, 8)
+    converted, _ = convert_vim_state_dict(
+        {'pos_embed': source, 'cls_token': torch.zeros(1, 1, 8)},
+        {'pos_embed': (4, 9)})
 
-    expected = resample_pos_embed(source, (6, 6), (4, 9))
+    patches = torch.cat([source[:, :18], source[:, 19:]], dim=1)
+    expected = resample_pos_embed(patches, (6, 6), (4, 9))
     assert torch.equal(converted['pos_embed'], expected)
 
 
@@ -130,6 +132,62 @@ def test_unknown_source_grid_raises():
     with pytest.raises(ValueError, match='24 patch entries.*5x6 grid'):
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
                                {'pos_embed': (5, 6)})
+
+
+def test_stated_source_grid_used():
+    source = torch.randn(1, 24, 8)
+    converted, _ = convert_vim_state_dict(
+        {'pos_embed': source}, {'pos_embed': (5, 6), 'coarse': (3, 3)},
+        source_grid=(4, 6))
+
+    assert torch.equal(converted['pos_embed'],
+                       resample_pos_embed(source, (4, 6), (5, 6)))
+    assert torch.equal(converted['coarse'],
+                       resample_pos_embed(source, (4, 6), (3, 3)))
+
+
+def test_stated_grid_of_wrong_size_raises():
+    with pytest.raises(ValueError, match='24 patch entries.*3x6 has 18'):
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
+                               {'pos_embed': (5, 6)}, source_grid=(3, 6))
+
+
+def test_init_cfg_grid_loads_nonsquare_file(tmp_path):
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS,
+                         img_size=(64, 96))
+    path = tmp_path / 'trained.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    backbone = _backbone(path, img_size=(80, 80))
+
+    with pytest.raises(ValueError, match='pos_embed_grid=\\(rows, columns\\)'):
+        backbone.init_weights()
+
+    backbone = _backbone(path, img_size=(80, 80))
+    backbone.init_cfg['pos_embed_grid'] = (4, 6)
+    backbone.init_weights()
+    expected = resample_pos_embed(source.pos_embed.detach(), (4, 6), (5, 5))
+    assert torch.equal(backbone.pos_embed.detach(), expected)
+
+
+def test_convert_tool_nonsquare_loads_in_scope(tmp_path, official_file):
+    import subprocess
+    import sys
+    path, state = official_file
+    out = tmp_path / 'converted.pth'
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
+         str(path), str(out), '--img-size', '64', '96'], check=True)
+
+    scope = MambaScope(
+        embed_dims=WIDTH, num_layers=LAYERS, img_size=(64, 96),
+        gate_head=dict(type='ScopeGateHead', num_classes=3),
+        init_cfg=dict(type='Pretrained', checkpoint=str(out)))
+    scope.init_weights()
+
+    converted = torch.load(out)['state_dict']['pos_embed']
+    assert torch.equal(scope.pos_embed.detach(), converted)
+    assert torch.equal(scope.coarse_pos_embed.detach(),
+                       resample_pos_embed(converted, (4, 6), (2, 3)))
 
 
 def test_renamed_key_raises_naming_it(tmp_path):
@@ -249,3 +307,40 @@ def test_convert_tool_rejects_tiny_size(tmp_path, official_file):
 
     assert result.returncode != 0
     assert '--img-size [7] is smaller than the patch size 16' in result.stderr
+
+
+def test_convert_tool_rejects_bad_paths(tmp_path, official_file):
+    import subprocess
+    import sys
+    path, _ = official_file
+    text_file = tmp_path / 'notes.pth'
+    text_file.write_text('not a checkpoint')
+    tool = str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py')
+
+    result = subprocess.run(
+        [sys.executable, tool, str(text_file), str(tmp_path / 'out.pth')],
+        capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'is not a PyTorch checkpoint file' in result.stderr
+
+    result = subprocess.run([sys.executable, tool, str(path), str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'is a folder; give the path of the output file' in result.stderr
+
+
+@pytest.mark.parametrize('grid, message', [
+    ((4, 6, 1), r'pos_embed_grid must be \(rows, columns\)'),
+    ((0, 6), r'pos_embed_grid must be \(rows, columns\)'),
+])
+def test_stated_grid_malformed_raises(grid, message):
+    with pytest.raises(ValueError, match=message):
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
+                               {'pos_embed': (5, 6)}, source_grid=grid)
+
+
+def test_official_non_square_grid_raises():
+    state = {'pos_embed': torch.randn(1, 25, 8),
+             'cls_token': torch.zeros(1, 1, 8)}
+    with pytest.raises(ValueError, match='square position grid.*24 patch'):
+        convert_vim_state_dict(state, {'pos_embed': (4, 6)})

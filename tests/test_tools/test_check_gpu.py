@@ -108,7 +108,9 @@ def test_device_rows_detect_cpu_difference(monkeypatch):
 @pytest.mark.parametrize('args, message', [
     (['--lengths', '0'], '--lengths must be at least 1, got 0'),
     (['--tolerance', '0'], '--tolerance must be positive'),
-    (['--device', 'gpu0'], "--device 'gpu0' is not a device name"),
+    (['--device', 'gpu0'], "--device 'gpu0' is not supported"),
+    (['--device', 'meta'], "--device 'meta' is not supported"),
+    (['--out', 'missing_folder/'], 'is a folder'),
 ])
 def test_bad_arguments(args, message):
     result = _run_script('--device', 'cpu', *args)

@@ -167,19 +167,31 @@ def test_sweep_rejects_vim_backbone():
         check_sweep_model(model)
 
 
-def test_sweep_kept_when_baseline_fails(seg_checkpoint, tmp_path):
-    # Without --baseline-cfg-options the Vim config points at the full
+@pytest.mark.parametrize('baseline_options, message', [
+    # The full-size Vim config does not fit the reduced checkpoint.
+    ({}, 'does not contain the weights'),
+    # The reduced model without the shipped data root looks for the full
     # ADE20K data set, which is not on this machine.
+    ({key: value for key, value in SEG_TEST.items()
+      if 'data_root' not in key}, 'such as data_root'),
+])
+def test_sweep_kept_when_baseline_fails(seg_checkpoint, tmp_path,
+                                        baseline_options, message):
+    extra = []
+    if baseline_options:
+        extra = ['--baseline-cfg-options', *cfg_options(baseline_options)]
     result = subprocess.run([
         sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
         seg_checkpoint, '--out-dir', str(tmp_path), '--no-progress',
         '--thresholds', '0', '1', '--baseline-config',
         'configs/ade20k/upernet_vim_t.py', '--baseline-checkpoint',
-        seg_checkpoint, '--cfg-options', *cfg_options(SEG_TEST)
+        seg_checkpoint, '--cfg-options', *cfg_options(SEG_TEST), *extra
     ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
     assert result.returncode != 0
     assert '--baseline-cfg-options' in result.stderr, result.stderr[-2000:]
+    assert message in result.stderr
+    assert f'already in {tmp_path}' in result.stderr
     assert (tmp_path / 'sweep.csv').is_file()
     assert (tmp_path / 'sweep.md').is_file()
     assert not (tmp_path / 'baseline.json').exists()

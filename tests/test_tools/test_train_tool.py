@@ -97,6 +97,16 @@ def test_test_tool_missing_checkpoint(tmp_path):
     assert 'absent.pth' in result.stderr
 
 
+def test_train_tool_missing_resume_file(tmp_path):
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SEG_CONFIG, '--resume',
+         str(tmp_path / 'absent.pth')],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode != 0
+    assert '--resume: file not found' in result.stderr
+
+
 def test_torchrun_gloo_two_processes(tmp_path):
     work_dir = tmp_path / 'dist'
     options = SEG_TRAIN

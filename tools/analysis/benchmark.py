@@ -109,7 +109,10 @@ def load_model(config: str, checkpoint: Optional[str], cfg_options: dict,
         task = task_of(cfg)
     except ValueError as error:
         raise SystemExit(f'{config}: {error}') from error
-    model = init_scope_model(cfg, checkpoint, device)
+    try:
+        model = init_scope_model(cfg, checkpoint, device)
+    except ValueError as error:
+        raise SystemExit(f'{config}: {error}') from error
     model.eval()
     name = osp.splitext(osp.basename(config))[0]
     return name, model, task

@@ -125,9 +125,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='timed runs per backend; the median is reported '
                         '(default: 20)')
     parser.add_argument('--require-kernels', action='store_true',
-                        help='fail, rather than skip, the rows of a kernel '
-                        'package that is not installed')
-    parser.add_argument('--out', type=Path,
+                        help='fail, rather than skip, the cuda backend rows '
+                        'that cannot run, because the device is not a CUDA '
+                        'device or a kernel package is not installed')
+    parser.add_argument('--out',
                         help='also write the report to this markdown file')
 
     args = parser.parse_args(argv)
@@ -153,17 +154,34 @@ def check_args(parser: argparse.ArgumentParser,
                          f'got {value}')
 
     try:
-        args.device = torch.device(args.device)
+        device = torch.device(args.device)
     except RuntimeError:
-        parser.error(f"--device {args.device!r} is not a device name: use "
+        device = None
+    if device is None or device.type not in ('cuda', 'cpu'):
+        parser.error(f"--device {args.device!r} is not supported: use "
                      "'cuda', 'cuda:N' or 'cpu'")
-    if args.device.type == 'cuda' and not torch.cuda.is_available():
-        parser.error(f'--device {args.device} was given, but this PyTorch '
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device {device}: this PyTorch '
                      f'({torch.__version__}) sees no CUDA device. Run on a '
                      "machine with a GPU, or pass --device cpu for a dry run")
-    if args.out is not None and args.out.is_dir():
-        parser.error(f'--out {args.out} is a folder: give a file name such '
-                     'as gpu_check.md')
+    args.device = device
+
+    if args.out is not None:
+        args.out = prepare_output(parser, args.out)
+
+
+def prepare_output(parser: argparse.ArgumentParser, out: str) -> Path:
+    """Create the report file now, so a bad path fails before the run."""
+    path = Path(out)
+    if out.endswith(('/', '\\')) or path.is_dir():
+        parser.error(f'--out {out} is a folder: give a file name such as '
+                     'gpu_check.md')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('', encoding='utf-8')
+    except OSError as error:
+        parser.error(f'--out {out} cannot be written: {error}')
+    return path
 
 
 def load_ops() -> ModuleType:
@@ -454,7 +472,11 @@ def median_seconds(run: Callable[[], None], device: torch.device,
 
 
 def peak_memory_mib(run: Callable[[], None], device: torch.device) -> float:
-    """Return the peak memory one call of ``run`` allocates on a GPU."""
+    """Return the peak memory one call of ``run`` allocates on a GPU.
+
+    Returns:
+        The peak in MiB, or NaN on the CPU, where it is not measured.
+    """
     if device.type != 'cuda':
         return math.nan
     synchronize(device)
@@ -513,8 +535,9 @@ def timing_lines(ops: ModuleType, args: argparse.Namespace,
                             median_seconds(training(backend), args.device,
                                            args.runs))
         peak = peak_memory_mib(training(backend), args.device)
+        peak_text = '-' if math.isnan(peak) else f'{peak:.1f}'
         lines.append(f'| {backend} | {medians[backend][0] * 1e3:.3f} | '
-                     f'{medians[backend][1] * 1e3:.3f} | {peak:.1f} |')
+                     f'{medians[backend][1] * 1e3:.3f} | {peak_text} |')
 
     if 'cuda' in medians:
         lines += [
@@ -574,7 +597,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = '\n'.join(lines) + '\n'
     sys.stdout.write(report)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report, encoding='utf-8')
     return 1 if counts['FAIL'] else 0
 

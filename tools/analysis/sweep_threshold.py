@@ -27,8 +27,9 @@ from mmscope.analysis.threshold_sweep import (check_sweep_config,
                                               thresholds_for_shares)
 from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
-from mmscope.utils import (build_runner, check_config_file,
-                           check_input_file, check_output_dir)
+from mmscope.utils import (build_runner, check_checkpoint_matches,
+                           check_config_file, check_input_file,
+                           check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -133,12 +134,31 @@ def load_configs(args: argparse.Namespace, out_dir: str):
     return cfg, baseline_cfg
 
 
+def checked_checkpoint(runner: Runner, checkpoint: str, option: str,
+                       hint: str) -> None:
+    """Exit with a clear message if ``checkpoint`` does not fit the model.
+
+    Args:
+        runner: Runner with the model built from the config.
+        checkpoint: Checkpoint file to check.
+        option: Name of the checkpoint argument, used in the message.
+        hint: Closing sentences of the message, with the fix to apply.
+    """
+    try:
+        check_checkpoint_matches(runner.model, checkpoint)
+    except ValueError as error:
+        raise SystemExit(f'{option}: {error} {hint}') from error
+
+
 def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     """Run the model once over the test set and evaluate every threshold.
 
     Also writes ``sweep_images.csv`` with the confidence of every image.
     """
     runner = build_runner(cfg)
+    checked_checkpoint(runner, args.checkpoint, 'CHECKPOINT',
+                       'Pass the overrides of the model through '
+                       '--cfg-options.')
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
     model = runner.model
     model.eval()
@@ -163,8 +183,14 @@ def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
 def evaluate_baseline(baseline_cfg: Config, args: argparse.Namespace,
                       out_dir: str) -> dict:
     """Test the Vim baseline with the standard test loop."""
+    runner = build_runner(baseline_cfg)
+    checked_checkpoint(runner, args.baseline_checkpoint,
+                       '--baseline-checkpoint',
+                       'Pass the overrides of the baseline through '
+                       '--baseline-cfg-options. The sweep results are '
+                       f'already in {out_dir}.')
     try:
-        return build_runner(baseline_cfg).test()
+        return runner.test()
     except FileNotFoundError as error:
         raise SystemExit(
             f'Testing --baseline-config {args.baseline_config} failed: '

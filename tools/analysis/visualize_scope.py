@@ -96,7 +96,10 @@ def main() -> int:
             f"{args.config} predicts in sliding windows (test_cfg mode "
             "'slide'), so no single refinement map covers an image; add "
             '--cfg-options model.test_cfg.mode=whole')
-    model = init_scope_model(cfg, args.checkpoint, args.device)
+    try:
+        model = init_scope_model(cfg, args.checkpoint, args.device)
+    except ValueError as error:
+        raise SystemExit(f'{args.config}: {error}') from error
     os.makedirs(args.out_dir, exist_ok=True)
 
     failures = 0

@@ -91,6 +91,9 @@ class VisionMamba(BaseModule):
         pretrained: Deprecated path to a checkpoint; use ``init_cfg``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an
             official Vim checkpoint or an mmscope one (optional ``prefix``).
+            ``pos_embed_grid=(rows, columns)`` states the grid of the
+            checkpoint's position embedding where it is neither square nor
+            the model's own.
     """
 
     # Parameters added on top of the Vim body, allowed to be missing from a
@@ -342,20 +345,31 @@ class VisionMamba(BaseModule):
         """Return the stored grid of each position embedding, by key."""
         return {'pos_embed': self.pos_grid}
 
-    def convert_checkpoint(self, checkpoint: dict,
-                           prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    def convert_checkpoint(
+        self,
+        checkpoint: dict,
+        prefix: Optional[str] = None,
+        source_grid: Optional[Sequence[int]] = None,
+    ) -> Dict[str, torch.Tensor]:
         """Convert a loaded checkpoint to this backbone's state-dict layout.
 
         Args:
             checkpoint: Content of a Vim or mmscope checkpoint file.
             prefix: Key prefix to select and strip, such as ``'backbone.'``.
+            source_grid: Grid (rows, columns) of the checkpoint's position
+                embedding. None reads it from the ``meta`` of a file that
+                ``tools/convert_vim_checkpoint.py`` wrote, or infers it.
 
         Returns:
             A state dict with this backbone's key names and grid sizes.
         """
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        if source_grid is None and isinstance(meta, dict):
+            source_grid = meta.get('pos_embed_grid')
+
         state_dict = unwrap_state_dict(checkpoint, prefix)
-        converted, dropped = convert_vim_state_dict(state_dict,
-                                                    self.pos_embed_grids())
+        converted, dropped = convert_vim_state_dict(
+            state_dict, self.pos_embed_grids(), source_grid)
         if dropped:
             print_log(f'Dropped classification-only weights: {dropped}',
                       logger='current')
@@ -372,8 +386,9 @@ class VisionMamba(BaseModule):
 
         path = self.init_cfg['checkpoint']
         checkpoint_content = load_checkpoint_file(path)
-        state_dict = self.convert_checkpoint(checkpoint_content,
-                                             self.init_cfg.get('prefix'))
+        state_dict = self.convert_checkpoint(
+            checkpoint_content, self.init_cfg.get('prefix'),
+            self.init_cfg.get('pos_embed_grid'))
         not_loaded = load_state_dict_checked(
             self, state_dict, self.extra_prefixes, source=str(path))
         print_log(f'Loaded {type(self).__name__} weights from {path}; '

@@ -1,5 +1,5 @@
 """EncoderDecoder that trains the two stages of a MambaScope backbone."""
-from typing import List, Optional
+from typing import List
 
 import torch
 from mmseg.models.segmentors import EncoderDecoder

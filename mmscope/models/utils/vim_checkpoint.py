@@ -9,12 +9,13 @@ are resampled to the grid of the model that loads them.
 """
 import math
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmscope.models.layers.pos_embed import resample_pos_embed
+from mmscope.utils.checkpoint_match import state_dict_differences
 
 # Keys of the official classification checkpoints that dense models drop.
 CLASSIFIER_PREFIXES = ('head.', 'cls_token')
@@ -56,33 +57,65 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     return OrderedDict(state_dict)
 
 
-def _fit_grid(pos_embed: torch.Tensor,
-              grid_shape: Tuple[int, int]) -> torch.Tensor:
-    """Resample a class-token-free position embedding to ``grid_shape``.
+def _source_grid(num_entries: int, model_grid: Tuple[int, int],
+                 stated_grid: Optional[Sequence[int]],
+                 official: bool) -> Tuple[int, int]:
+    """Return the grid of a checkpoint position embedding.
 
-    A square number of entries is read as a square grid, as in the official
-    Vim checkpoints, even when a non-square target grid has as many cells
-    (a 6x6 source for a 4x9 model). Any other number of entries must equal
-    the target's: it is then taken to come from a model with the same grid.
+    Args:
+        num_entries: Number of patch entries of the embedding.
+        model_grid: Grid of the model's embedding that the checkpoint's
+            embedding corresponds to.
+        stated_grid: The checkpoint's grid where the checkpoint or the
+            ``init_cfg`` states it, else None.
+        official: Whether the checkpoint has the official Vim layout, whose
+            grid is square.
+
+    Returns:
+        The grid (height, width). Without a stated grid, an official
+        checkpoint's grid is square. Any other checkpoint with as many
+        entries as ``model_grid`` is taken to have that grid, and else to
+        have a square one.
+
+    Raises:
+        ValueError: If the stated grid does not match ``num_entries`` or no
+            grid fits.
     """
-    num_entries = pos_embed.shape[1]
+    if stated_grid is not None:
+        if len(stated_grid) != 2 or min(stated_grid) < 1:
+            raise ValueError(
+                'pos_embed_grid must be (rows, columns) with two positive '
+                f'numbers, got {stated_grid}.')
+        height, width = (int(size) for size in stated_grid)
+        if height * width != num_entries:
+            raise ValueError(
+                f'The checkpoint\'s pos_embed has {num_entries} patch '
+                f'entries, but its stated grid {height}x{width} has '
+                f'{height * width}. Fix pos_embed_grid in init_cfg.')
+        return height, width
+
+    if not official and num_entries == model_grid[0] * model_grid[1]:
+        return tuple(model_grid)
     side = math.isqrt(num_entries)
     if side * side == num_entries:
-        if tuple(grid_shape) == (side, side):
-            return pos_embed
-        return resample_pos_embed(pos_embed, (side, side), grid_shape)
-    if num_entries == grid_shape[0] * grid_shape[1]:
-        return pos_embed
+        return side, side
+    if official:
+        raise ValueError(
+            'Official Vim checkpoints have a square position grid, but this '
+            f'one has {num_entries} patch entries besides the class token: '
+            'it is not an official Vim ImageNet checkpoint, or it is damaged.')
     raise ValueError(
         f'Cannot infer the grid of a pos_embed with {num_entries} patch '
         'entries: it is not a square number and differs from the model\'s '
-        f'{grid_shape[0]}x{grid_shape[1]} grid. Convert the checkpoint with '
-        'tools/convert_vim_checkpoint.py for a square image size.')
+        f'{model_grid[0]}x{model_grid[1]} grid. Add the checkpoint\'s grid '
+        'to init_cfg as pos_embed_grid=(rows, columns).')
 
 
-def convert_vim_state_dict(state_dict: Dict[str, torch.Tensor],
-                           pos_embed_grids: Dict[str, Tuple[int, int]],
-                           ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def convert_vim_state_dict(
+    state_dict: Dict[str, torch.Tensor],
+    pos_embed_grids: Dict[str, Tuple[int, int]],
+    source_grid: Optional[Sequence[int]] = None,
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Adapt a Vim classification state dict to a dense Vim backbone.
 
     Drops the classifier head and the class token, removes the class-token
@@ -94,6 +127,9 @@ def convert_vim_state_dict(state_dict: Dict[str, torch.Tensor],
         state_dict: Unwrapped state dict; it is not modified.
         pos_embed_grids: Target grid (height, width) of each position
             embedding of the model, by key.
+        source_grid: Grid of the checkpoint's ``pos_embed`` without the
+            class token, where known. Otherwise it is inferred as
+            ``_source_grid`` describes.
 
     Returns:
         The converted state dict and the list of keys that were dropped.
@@ -106,8 +142,9 @@ def convert_vim_state_dict(state_dict: Dict[str, torch.Tensor],
             continue
         converted[key] = value
 
+    official = 'cls_token' in state_dict
     source = converted.get('pos_embed')
-    if source is not None and 'cls_token' in state_dict:
+    if source is not None and official:
         # Vim inserts its class token in the middle of the patch sequence,
         # so its position entry is at index N // 2.
         middle = (source.shape[1] - 1) // 2
@@ -115,10 +152,22 @@ def convert_vim_state_dict(state_dict: Dict[str, torch.Tensor],
                            dim=1)
         converted['pos_embed'] = source
 
+    model_pos_grid = pos_embed_grids.get('pos_embed')
     for key, grid in pos_embed_grids.items():
-        value = converted.get(key, source)
-        if value is not None:
-            converted[key] = _fit_grid(value, grid)
+        if key in converted:
+            value, stated, reference = converted[key], None, grid
+            if key == 'pos_embed':
+                stated = source_grid
+        elif source is not None:
+            value, stated, reference = source, source_grid, (
+                model_pos_grid or grid)
+        else:
+            continue
+
+        src = _source_grid(value.shape[1], reference, stated, official)
+        if src != tuple(grid):
+            value = resample_pos_embed(value, src, grid)
+        converted[key] = value
     return converted, dropped
 
 
@@ -144,15 +193,8 @@ def load_state_dict_checked(module: nn.Module,
             mismatch that is not allowed.
     """
     allowed = tuple(allowed_missing)
-    model_state = module.state_dict()
-    missing = [key for key in model_state if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in model_state]
-    mismatched = [
-        f'{key}: checkpoint {tuple(value.shape)} vs model '
-        f'{tuple(model_state[key].shape)}'
-        for key, value in state_dict.items()
-        if key in model_state and value.shape != model_state[key].shape
-    ]
+    missing, unexpected, mismatched = state_dict_differences(
+        module.state_dict(), state_dict)
     bad_missing = [key for key in missing if not key.startswith(allowed)]
 
     problems = []

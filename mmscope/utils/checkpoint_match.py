@@ -1,0 +1,122 @@
+"""Checks that a checkpoint sets every weight of the given model.
+
+MMEngine's runner and the mmseg and mmdet inference APIs load checkpoints
+non-strictly: a checkpoint of another model size loads with warnings only,
+and the model then predicts from partly random weights. These checks reject
+such a checkpoint before it is used.
+"""
+import logging
+from typing import List, Mapping, NamedTuple
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import nn
+
+# Number of keys of each kind that an error message lists.
+LISTED_KEYS = 8
+
+
+def _listed(keys: List[str]) -> str:
+    """Format the first keys of a list and how many there are."""
+    listed = ', '.join(keys[:LISTED_KEYS])
+    more = len(keys) - LISTED_KEYS
+    return f'{listed}, and {more} more' if more > 0 else listed
+
+
+class StateDictDifferences(NamedTuple):
+    """Keys in which a checkpoint's state dict differs from a model's."""
+
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[str]
+
+
+def state_dict_differences(
+        expected: Mapping[str, torch.Tensor],
+        loaded: Mapping[str, torch.Tensor]) -> StateDictDifferences:
+    """Compare the keys and shapes of two state dicts.
+
+    Args:
+        expected: The model's state dict.
+        loaded: The checkpoint's state dict.
+
+    Returns:
+        The keys of ``expected`` that ``loaded`` lacks, the keys of
+        ``loaded`` that ``expected`` lacks, and one ``'key: checkpoint
+        (shape) vs model (shape)'`` line per key whose shapes differ.
+    """
+    missing = [key for key in expected if key not in loaded]
+    unexpected = [key for key in loaded if key not in expected]
+    mismatched = [
+        f'{key}: checkpoint {tuple(value.shape)} vs model '
+        f'{tuple(expected[key].shape)}'
+        for key, value in loaded.items()
+        if key in expected and hasattr(value, 'shape')
+        and tuple(value.shape) != tuple(expected[key].shape)
+    ]
+    return StateDictDifferences(missing, unexpected, mismatched)
+
+
+def checkpoint_mismatches(
+        model: nn.Module,
+        state_dict: Mapping[str, torch.Tensor]) -> StateDictDifferences:
+    """Compare a checkpoint's state dict with a model's weights.
+
+    Args:
+        model: The model, or a wrapper such as DistributedDataParallel.
+        state_dict: Weights by key, with any ``module.`` prefix that a
+            wrapper added.
+
+    Returns:
+        The differences, as :func:`state_dict_differences` describes.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    unwrapped = {
+        key[len('module.'):] if key.startswith('module.') else key: value
+        for key, value in state_dict.items()
+    }
+    return state_dict_differences(model.state_dict(), unwrapped)
+
+
+def check_checkpoint_matches(model: nn.Module, path: str) -> None:
+    """Raise unless the checkpoint file sets every weight of ``model``.
+
+    A checkpoint with keys that the model lacks still sets every weight,
+    for example a MambaScope checkpoint tested with the Vim config of the
+    same body. Those keys are logged as a warning.
+
+    Args:
+        model: The model the checkpoint is meant for.
+        path: Checkpoint written by ``tools/train.py`` (weights under
+            ``state_dict``) or a bare state dict.
+
+    Raises:
+        ValueError: If the checkpoint lacks keys of the model or has
+            other shapes for them.
+    """
+    checkpoint = CheckpointLoader.load_checkpoint(
+        path, map_location='cpu', logger='current')
+    state_dict = checkpoint
+    if isinstance(checkpoint, dict) and isinstance(
+            checkpoint.get('state_dict'), dict):
+        state_dict = checkpoint['state_dict']
+
+    missing, unexpected, mismatched = checkpoint_mismatches(model, state_dict)
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {_listed(missing)}')
+    if mismatched:
+        problems.append(
+            f'{len(mismatched)} shape mismatches: {_listed(mismatched)}')
+    if problems:
+        raise ValueError(
+            f'{path} does not contain the weights of this model: '
+            + '; '.join(problems) + '. Use the config the checkpoint was '
+            'trained with, including its --cfg-options.')
+    if unexpected:
+        print_log(
+            f'{path} has {len(unexpected)} keys that the model does not use: '
+            f'{_listed(unexpected)}', logger='current', level=logging.WARNING)

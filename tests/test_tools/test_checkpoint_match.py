@@ -1,0 +1,100 @@
+"""Rejection of checkpoints that do not contain the model's weights."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from mmscope.apis import init_scope_model, load_config
+from mmscope.utils import check_checkpoint_matches, checkpoint_mismatches
+from tests.reduced import SEG, cfg_options
+from tests.test_tools.test_train_tool import REPO_ROOT
+
+SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(tmp_path_factory):
+    """Write a checkpoint of the reduced MambaScope UperNet to disk."""
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
+    model = init_scope_model(cfg, None, 'cpu')
+    path = tmp_path_factory.mktemp('checkpoint') / 'seg.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path, model
+
+
+def test_mismatches_name_each_kind():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    state = {
+        'module.0.weight': torch.zeros(3, 2),
+        '0.bias': torch.zeros(4),
+        'extra.weight': torch.zeros(1),
+    }
+
+    missing, unexpected, mismatched = checkpoint_mismatches(model, state)
+
+    assert missing == ['1.weight', '1.bias']
+    assert unexpected == ['extra.weight']
+    assert mismatched == ['0.bias: checkpoint (4,) vs model (3,)']
+
+
+def test_own_state_dict_matches(seg_checkpoint):
+    _, model = seg_checkpoint
+
+    assert checkpoint_mismatches(model, model.state_dict()) == ([], [], [])
+
+
+def test_unused_keys_only_warn(tmp_path):
+    model = nn.Linear(2, 3)
+    path = tmp_path / 'extra.pth'
+    torch.save({'state_dict': dict(model.state_dict(),
+                                   **{'head.weight': torch.zeros(1)})}, path)
+
+    check_checkpoint_matches(model, str(path))
+
+    torch.save({'state_dict': {'weight': torch.zeros(3, 2)}}, path)
+    with pytest.raises(ValueError, match='1 missing keys: bias'):
+        check_checkpoint_matches(model, str(path))
+
+
+def test_init_scope_model_rejects_other_width(seg_checkpoint):
+    path, _ = seg_checkpoint
+    cfg = load_config(
+        str(REPO_ROOT / SEG_CONFIG),
+        dict(SEG, **{
+            'model.backbone.embed_dims': 48,
+            'model.decode_head.in_channels': [48] * 4,
+            'model.auxiliary_head.in_channels': 48,
+        }))
+
+    with pytest.raises(ValueError, match='shape mismatches: backbone.'):
+        init_scope_model(cfg, str(path), 'cpu')
+
+
+def test_test_tool_rejects_other_depth(seg_checkpoint):
+    path, _ = seg_checkpoint
+    overrides = dict(SEG, **{'model.backbone.num_layers': 3})
+    result = subprocess.run(
+        [sys.executable, 'tools/test.py', SEG_CONFIG, str(path),
+         '--cfg-options', *cfg_options(overrides)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1
+    assert 'does not contain the weights of this model' in result.stderr
+    assert 'missing keys: backbone.layers.2.' in result.stderr
+    assert 'mIoU:' not in result.stdout + result.stderr
+
+
+def test_train_tool_rejects_other_resume_model(seg_checkpoint, tmp_path):
+    path, _ = seg_checkpoint
+    overrides = dict(SEG, **{'model.backbone.num_layers': 3})
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+         str(tmp_path), '--resume', str(path), '--cfg-options',
+         *cfg_options(overrides)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1
+    assert '--resume:' in result.stderr
+    assert 'missing keys: backbone.layers.2.' in result.stderr
