@@ -1,4 +1,6 @@
 """Model loading and single-image inference for mmseg and mmdet configs."""
+import copy
+import os.path as osp
 from typing import Optional
 
 import torch
@@ -6,6 +8,8 @@ from mmengine.config import Config
 
 from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
                            check_checkpoint_matches)
+from mmscope.utils.checkpoint_file import (check_checkpoint_file,
+                                           damaged_file_errors)
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
@@ -36,6 +40,34 @@ def task_of(cfg: Config) -> str:
                      "take mmseg ('mmseg') or mmdet ('mmdet') configs.")
 
 
+def checked_device(device: Optional[str]) -> str:
+    """Return the device to use, after checking that it exists here.
+
+    Args:
+        device: A PyTorch device such as ``'cpu'`` or ``'cuda:0'``, or
+            ``None`` for CUDA when available and the CPU otherwise.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: If the device is not a PyTorch device, or it is a CUDA
+            device and this PyTorch build finds none.
+    """
+    if device is None:
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a PyTorch device. Use "
+                         "'cpu' or 'cuda'.") from error
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r}: this PyTorch '
+                         f'({torch.__version__}) finds no CUDA device. Use '
+                         "'cpu'.")
+    return device
+
+
 def init_scope_model(cfg: Config, checkpoint: Optional[str],
                      device: Optional[str] = None) -> torch.nn.Module:
     """Build a segmentor or detector from ``cfg`` and load ``checkpoint``.
@@ -50,17 +82,21 @@ def init_scope_model(cfg: Config, checkpoint: Optional[str],
         The model in evaluation mode.
 
     Raises:
-        ValueError: If the checkpoint lacks weights of the model or has
+        ValueError: If the device is not available, the checkpoint is not a
+            PyTorch checkpoint, or it lacks weights of the model or has
             other shapes for them.
     """
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    device = checked_device(device)
+    if checkpoint is not None and osp.isfile(checkpoint):
+        check_checkpoint_file(checkpoint)
     allow_runner_checkpoints()
-    if task_of(cfg) == 'seg':
-        from mmseg.apis import init_model
-        model = init_model(cfg, checkpoint, device=device)
-    else:
-        from mmdet.apis import init_detector
-        model = init_detector(cfg, checkpoint, device=device)
+    with damaged_file_errors(str(checkpoint)):
+        if task_of(cfg) == 'seg':
+            from mmseg.apis import init_model
+            model = init_model(cfg, checkpoint, device=device)
+        else:
+            from mmdet.apis import init_detector
+            model = init_detector(cfg, checkpoint, device=device)
 
     if checkpoint is not None:
         check_checkpoint_matches(model, checkpoint)
@@ -78,9 +114,17 @@ def infer_image(model: torch.nn.Module, cfg: Config, image):
     Returns:
         The prediction data sample.
     """
-    if task_of(cfg) == 'seg':
-        from mmseg.apis import inference_model
-        return inference_model(model, image)
+    # The mmseg and mmdet APIs edit the model's config for array inputs
+    # (they swap the first pipeline step), which breaks later calls with a
+    # path. They get a copy, and the model keeps its config.
+    model_cfg = model.cfg
+    model.cfg = copy.deepcopy(model_cfg)
+    try:
+        if task_of(cfg) == 'seg':
+            from mmseg.apis import inference_model
+            return inference_model(model, image)
 
-    from mmdet.apis import inference_detector
-    return inference_detector(model, image)
+        from mmdet.apis import inference_detector
+        return inference_detector(model, image)
+    finally:
+        model.cfg = model_cfg

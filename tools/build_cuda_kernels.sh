@@ -7,8 +7,9 @@
 #   bash tools/build_cuda_kernels.sh build [DIR]
 #
 # 'fetch' downloads the pinned source archives from PyPI into DIR (default
-# .kernels in the repository) and checks their SHA-256 sums. 'build' builds
-# them from DIR without any network access and installs them into the Python
+# .kernels in the repository) and checks their SHA-256 sums. 'build' checks
+# the sums again, builds the archives from DIR without any network access and
+# installs them into the Python
 # given by $PYTHON (default python3), which must hold a CUDA build of PyTorch,
 # einops, triton, transformers, ninja and packaging. Copying DIR to a machine
 # without network access and running 'build' there is enough.
@@ -44,6 +45,14 @@ check_python() {
     fi
 }
 
+# Succeeds when FILE has the SHA-256 sum SHA256.
+sum_matches() {
+    local file=$1 sha256=$2
+    echo "$sha256  $file" | sha256sum --check --status
+}
+
+# Downloads to a temporary name and keeps the archive only when its sum
+# matches, so an interrupted or corrupted download leaves nothing behind.
 fetch() {
     local dir=$1
     mkdir -p "$dir"
@@ -51,8 +60,15 @@ fetch() {
         IFS='|' read -r name version url sha256 <<<"$entry"
         local file="$dir/${url##*/}"
         echo "[kernels] downloading $name $version"
-        curl -sSfL -o "$file" "$url"
-        echo "$sha256  $file" | sha256sum --check --quiet
+        curl -sSfL -o "$file.part" "$url"
+        if ! sum_matches "$file.part" "$sha256"; then
+            rm -f "$file.part"
+            echo "[kernels] the download of $url failed its check: its" \
+                "SHA-256 sum is not the pinned $sha256, so nothing was" \
+                "kept. Run fetch again" >&2
+            exit 1
+        fi
+        mv "$file.part" "$file"
     done
     echo "[kernels] source archives are in $dir"
 }
@@ -143,11 +159,17 @@ build() {
 
     local pids=()
     for entry in "${archives[@]}"; do
-        IFS='|' read -r name version url _ <<<"$entry"
+        IFS='|' read -r name version url sha256 <<<"$entry"
         local archive=${url##*/}
         if [ ! -f "$dir/$archive" ]; then
             echo "[kernels] $dir/$archive is missing: run" \
                 "'bash tools/build_cuda_kernels.sh fetch $dir' first" >&2
+            exit 1
+        fi
+        if ! sum_matches "$dir/$archive" "$sha256"; then
+            echo "[kernels] $dir/$archive is damaged: its SHA-256 sum is not" \
+                "the pinned $sha256. Delete it and run" \
+                "'bash tools/build_cuda_kernels.sh fetch $dir' again" >&2
             exit 1
         fi
         build_one "$dir" "$arch" "$name" "$version" "$archive" &

@@ -12,11 +12,11 @@ Example:
 import argparse
 import os
 import os.path as osp
-import pickle
 
 import torch
 
 from mmscope.models.utils import convert_vim_state_dict, unwrap_state_dict
+from mmscope.models.utils.checkpoint_io import load_checkpoint_file
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,10 +31,25 @@ def parse_args() -> argparse.Namespace:
         default=[224],
         help='image size (one value, or height and width) whose 16-pixel '
         'patch grid the position embedding is resampled to; default 224, '
-        'the grid of the official checkpoints')
+        'the grid of the official checkpoints. Each side is divided by the '
+        'patch size and rounded down, as the backbone does with img_size')
     parser.add_argument(
-        '--patch-size', type=int, default=16, help='patch size in pixels')
+        '--patch-size', type=int, default=16,
+        help="patch size in pixels; it must match the checkpoint's patch "
+        'embedding (16 for the official checkpoints)')
     return parser.parse_args()
+
+
+def check_patch_size(source: dict, patch_size: int, src: str) -> None:
+    """Exit unless the checkpoint's patch embedding has ``patch_size``."""
+    weight = source.get('patch_embed.proj.weight')
+    if weight is None or weight.dim() != 4:
+        return
+    stored = tuple(weight.shape[-2:])
+    if stored != (patch_size, patch_size):
+        raise SystemExit(
+            f'{src} embeds {stored[0]}x{stored[1]} patches, but --patch-size '
+            f'is {patch_size}; pass --patch-size {stored[0]}.')
 
 
 def main() -> None:
@@ -44,6 +59,9 @@ def main() -> None:
     if osp.isdir(args.dst):
         raise SystemExit(f'dst {args.dst} is a folder; give the path of the '
                          'output file, such as checkpoints/vim_s_512.pth.')
+    if osp.exists(args.dst) and osp.samefile(args.src, args.dst):
+        raise SystemExit(f'dst {args.dst} is the source file; write the '
+                         'converted checkpoint to another path.')
     if len(args.img_size) not in (1, 2):
         raise SystemExit(f'--img-size takes one or two values, got '
                          f'{args.img_size}.')
@@ -57,13 +75,10 @@ def main() -> None:
                          f'{args.patch_size} pixels per side, e.g. 512.')
     grid = (height // args.patch_size, width // args.patch_size)
 
-    # Official Vim files also pickle the training arguments, which
-    # weights_only loading rejects; only load files from a trusted source.
     try:
-        content = torch.load(args.src, map_location='cpu', weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise SystemExit(f'{args.src} is not a PyTorch checkpoint file: '
-                         f'{error}') from error
+        content = load_checkpoint_file(args.src)
+    except (ValueError, RuntimeError) as error:
+        raise SystemExit(str(error)) from error
     source = unwrap_state_dict(content)
     if 'pos_embed' not in source or 'cls_token' not in source:
         raise SystemExit(
@@ -71,16 +86,20 @@ def main() -> None:
             "'pos_embed' and 'cls_token' at the top level. A checkpoint "
             'written by tools/train.py loads directly through init_cfg with '
             "prefix='backbone.'.")
+    check_patch_size(source, args.patch_size, args.src)
     try:
         state_dict, dropped = convert_vim_state_dict(source,
                                                      {'pos_embed': grid})
     except ValueError as error:
         raise SystemExit(f'{args.src}: {error}') from error
 
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(
-        dict(state_dict=state_dict, meta=dict(pos_embed_grid=list(grid))),
-        args.dst)
+    try:
+        os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+        torch.save(
+            dict(state_dict=state_dict, meta=dict(pos_embed_grid=list(grid))),
+            args.dst)
+    except OSError as error:
+        raise SystemExit(f'Cannot write {args.dst}: {error}') from error
     print(f'Wrote {len(state_dict)} tensors to {args.dst} '
           f'(position grid {grid[0]}x{grid[1]}); dropped {dropped}.')
 

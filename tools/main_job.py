@@ -134,16 +134,14 @@ def latest_checkpoint(work_dir: str) -> str:
 def run_inference(task: str, config_args: List[str], checkpoint: str,
                   out_dir: str) -> List[str]:
     """Run the standard inference APIs on a shipped photo and save PNGs."""
-    from mmengine.config import DictAction
-
     from mmscope.apis import infer_image, init_scope_model, load_config
-    from mmscope.utils import allow_runner_checkpoints
+    from mmscope.utils import ConfigOptionsAction, allow_runner_checkpoints
     from mmscope.visualization import describe_record, draw_scope_panels
 
     allow_runner_checkpoints()
 
     parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
     overrides = parser.parse_args(['--cfg-options', *config_args]).cfg_options
     cfg = load_config(TASKS[task]['config'], overrides)
     photo = osp.join(REPO_ROOT, TASKS[task]['photo'])

@@ -6,6 +6,7 @@ Example:
 import argparse
 
 import torch
+from mmengine.config import Config
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_matches, check_input_file,
@@ -30,11 +31,22 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def check_train_length(cfg: Config) -> None:
+    """Exit with a message if the config trains for no iteration or epoch."""
+    train_cfg = cfg.get('train_cfg') or {}
+    for key in ('max_iters', 'max_epochs'):
+        value = train_cfg.get(key)
+        if value is not None and value < 1:
+            raise SystemExit(f'train_cfg.{key} must be at least 1, got '
+                             f'{value}.')
+
+
 def main() -> None:
     args = parse_args()
     if args.resume != 'auto':
         check_input_file(args.resume, '--resume')
     cfg = load_runner_config(args.config, args)
+    check_train_length(cfg)
 
     if args.amp:
         if not torch.cuda.is_available():

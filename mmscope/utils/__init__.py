@@ -1,7 +1,8 @@
 from .checkpoint_match import (check_checkpoint_matches,
                                checkpoint_mismatches, state_dict_differences)
-from .cli_checks import (check_config_file, check_input_file,
-                         check_output_dir, check_output_file)
+from .cli_checks import (ConfigOptionsAction, check_config_file,
+                         check_input_file, check_output_dir,
+                         check_output_file)
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
@@ -9,7 +10,7 @@ from .runner_setup import (add_runner_arguments, build_runner,
                            load_runner_config)
 
 __all__ = [
-    'adapt_config_to_device', 'add_runner_arguments',
+    'ConfigOptionsAction', 'adapt_config_to_device', 'add_runner_arguments',
     'allow_runner_checkpoints', 'build_runner', 'check_checkpoint_matches',
     'check_config_file', 'checkpoint_mismatches',
     'check_input_file', 'check_output_dir', 'check_output_file',

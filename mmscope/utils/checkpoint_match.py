@@ -14,6 +14,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from .checkpoint_file import check_checkpoint_file, damaged_file_errors
+
 # Number of keys of each kind that an error message lists.
 LISTED_KEYS = 8
 
@@ -81,6 +83,48 @@ def checkpoint_mismatches(
     return state_dict_differences(model.state_dict(), unwrapped)
 
 
+def inner_state_dict(checkpoint: object) -> object:
+    """Return the state dict inside a checkpoint file's content.
+
+    Args:
+        checkpoint: What ``torch.load`` returned: a state dict, or a dict
+            that contains one under ``state_dict`` (MMEngine and mmscope
+            files) or ``model`` (official Vim files).
+
+    Returns:
+        The state dict, or ``checkpoint`` itself when it wraps none.
+    """
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(checkpoint, dict) and isinstance(
+                checkpoint.get(wrapper), dict):
+            return checkpoint[wrapper]
+    return checkpoint
+
+
+def contains_backbone_only(model: nn.Module, checkpoint: object) -> bool:
+    """Return whether a checkpoint contains only the weights of the backbone.
+
+    Args:
+        model: A segmentor or detector with a ``backbone``.
+        checkpoint: Loaded checkpoint content: a state dict, or a dict with
+            one under ``state_dict`` or ``model`` (official Vim files).
+
+    Returns:
+        True when no key starts with ``backbone.`` but some keys are
+        backbone weights of ``model`` once that prefix is added.
+    """
+    state_dict = inner_state_dict(checkpoint)
+    if not isinstance(state_dict, dict):
+        return False
+
+    if is_model_wrapper(model):
+        model = model.module
+    model_keys = set(model.state_dict())
+    prefixed = any(str(key).startswith('backbone.') for key in state_dict)
+    return not prefixed and any(f'backbone.{key}' in model_keys
+                                for key in state_dict)
+
+
 def check_checkpoint_matches(model: nn.Module, path: str) -> None:
     """Raise unless the checkpoint file sets every weight of ``model``.
 
@@ -94,15 +138,16 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
             ``state_dict``) or a bare state dict.
 
     Raises:
-        ValueError: If the checkpoint lacks keys of the model or has
-            other shapes for them.
+        ValueError: If the file is not a PyTorch checkpoint or is damaged,
+            or if the checkpoint lacks keys of the model or has other shapes
+            for them.
     """
-    checkpoint = CheckpointLoader.load_checkpoint(
-        path, map_location='cpu', logger='current')
-    state_dict = checkpoint
-    if isinstance(checkpoint, dict) and isinstance(
-            checkpoint.get('state_dict'), dict):
-        state_dict = checkpoint['state_dict']
+    if '://' not in path:
+        check_checkpoint_file(path)
+    with damaged_file_errors(path):
+        checkpoint = CheckpointLoader.load_checkpoint(
+            path, map_location='cpu', logger='current')
+    state_dict = inner_state_dict(checkpoint)
 
     missing, unexpected, mismatched = checkpoint_mismatches(model, state_dict)
     problems = []
@@ -112,10 +157,17 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
         problems.append(
             f'{len(mismatched)} shape mismatches: {_listed(mismatched)}')
     if problems:
+        fix = ('Use the config the checkpoint was trained with, including '
+               'its --cfg-options.')
+        if contains_backbone_only(model, checkpoint):
+            fix = ('It contains backbone weights only, such as an official Vim '
+                   'checkpoint or one that tools/convert_vim_checkpoint.py '
+                   'wrote: train from it with model.backbone.init_cfg='
+                   f"dict(type='Pretrained', checkpoint='{path}'), and give "
+                   'the checkpoint of the whole trained model here.')
         raise ValueError(
             f'{path} does not contain the weights of this model: '
-            + '; '.join(problems) + '. Use the config the checkpoint was '
-            'trained with, including its --cfg-options.')
+            + '; '.join(problems) + '. ' + fix)
     if unexpected:
         print_log(
             f'{path} has {len(unexpected)} keys that the model does not use: '

@@ -1,6 +1,9 @@
 """Checks of the paths that command-line tools take, with clear messages."""
+import argparse
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
+
+from mmengine.config import DictAction
 
 CONFIG_SUFFIXES = ('.py', '.json', '.yml', '.yaml')
 
@@ -46,3 +49,21 @@ def check_output_dir(path: str, option: str) -> None:
     """Exit with a message if ``path`` exists and is not a folder."""
     if osp.exists(path) and not osp.isdir(path):
         raise SystemExit(f'{option} {path} is a file; give a folder path.')
+
+
+class ConfigOptionsAction(DictAction):
+    """``DictAction`` that rejects an entry without ``=`` with a usage error.
+
+    MMEngine's ``DictAction`` raises a bare ``ValueError`` with a traceback
+    for such an entry.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser,
+                 namespace: argparse.Namespace, values: Sequence[str],
+                 option_string: Optional[str] = None) -> None:
+        for entry in values:
+            if '=' not in entry:
+                parser.error(
+                    f'{option_string} takes KEY=VALUE entries, got {entry!r}. '
+                    'For example: model.backbone.threshold=0.9')
+        super().__call__(parser, namespace, values, option_string)

@@ -3,7 +3,7 @@ import os
 
 from mmengine.logging import print_log
 
-FORCE_FULL_LOAD_ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+from .checkpoint_file import FORCE_FULL_LOAD_ENV_VAR
 
 
 def allow_runner_checkpoints() -> None:
@@ -14,9 +14,10 @@ def allow_runner_checkpoints() -> None:
     checkpoints pickle ``HistoryBuffer`` objects with bound methods, which the
     weights-only unpickler rejects, so ``--resume``, ``load_from`` and
     ``tools/test.py`` would fail. Setting ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
-    restores the full unpickler for calls that do not pass ``weights_only``;
-    mmscope's own loading of pretrained weights passes ``weights_only=True``
-    and is not affected. Only load checkpoints from a trusted source.
+    restores the full unpickler for calls that do not pass ``weights_only``.
+    mmscope's own loading of pretrained weights (``init_cfg``) reads weights
+    only first, and uses the full unpickler only for a file that needs it
+    while this variable is set. Only load checkpoints from a trusted source.
 
     A value the user already set is kept.
     """

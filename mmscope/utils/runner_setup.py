@@ -3,10 +3,12 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .cli_checks import (ConfigOptionsAction, check_config_file,
+                         check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
 from .runner_checkpoints import allow_runner_checkpoints
 
@@ -20,7 +22,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=ConfigOptionsAction,
         help='override config entries, e.g. model.backbone.threshold=0.9 '
         'or train_cfg.max_iters=100')
     parser.add_argument(
@@ -33,6 +35,7 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
     """Load a config and apply the options of :func:`add_runner_arguments`."""
+    check_config_file(config_path, 'config')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = Config.fromfile(config_path)
@@ -45,14 +48,23 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
+    check_output_dir(cfg.work_dir, '--work-dir')
     return cfg
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Adapt ``cfg`` to this machine's devices and build its runner."""
+    """Adapt ``cfg`` to this machine's devices and build its runner.
+
+    A setting that the model or a hook rejects with a ``ValueError`` (such
+    as ``model.backbone.refine_ratio=0``) ends the program with the message
+    alone, without the traceback through MMEngine's registries.
+    """
     adapt_config_to_device(cfg, cfg.launcher)
     allow_runner_checkpoints()
     init_cpu_process_group(cfg, cfg.launcher)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    try:
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+    except ValueError as error:
+        raise SystemExit(f'Invalid setting: {error}') from error

@@ -49,8 +49,30 @@ def selected_cell_boxes(record: dict, img_shape: Sequence[int],
     return boxes
 
 
+def _check_one_window(record: dict) -> None:
+    """Reject the merged record of a sliding-window prediction.
+
+    Raises:
+        ValueError: If ``record`` merges the records of several windows.
+    """
+    if 'windows' in record:
+        raise ValueError(
+            f"The record merges {record['num_windows']} sliding windows "
+            "(test_cfg mode 'slide'), and no single refinement map covers the "
+            'image. Predict with model.test_cfg.mode=whole to draw it, or '
+            "draw each of record['windows'] on its own window.")
+
+
 def describe_record(record: dict) -> str:
-    """Return a one-line summary of the decision for one image."""
+    """Return a one-line summary of the decision for one image.
+
+    A sliding-window record is summarised by its windows.
+    """
+    if 'windows' in record:
+        return (f"{record['num_windows']} sliding windows, "
+                f"{record['refined_windows']} refined; backbone "
+                f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
+                f"{record['vim_gflops']:.2f})")
     if record['stopped']:
         decision = 'stopped at the coarse stage'
     else:
@@ -83,7 +105,11 @@ def draw_refinement_map(image: np.ndarray, record: dict,
 
     Returns:
         A new RGB uint8 image of the same size.
+
+    Raises:
+        ValueError: If ``record`` merges sliding windows.
     """
+    _check_one_window(record)
     canvas = np.ascontiguousarray(image.copy())
     thickness = max(1, min(canvas.shape[:2]) // 200)
     if record['stopped']:
@@ -118,7 +144,11 @@ def draw_importance_heatmap(image: np.ndarray, record: dict,
 
     Returns:
         A new RGB uint8 image of the same size.
+
+    Raises:
+        ValueError: If ``record`` merges sliding windows.
     """
+    _check_one_window(record)
     coarse_h, coarse_w = record['coarse_grid']
     cell = record['cell_size']
     scores = np.asarray(record['importance'], dtype=np.float32).reshape(

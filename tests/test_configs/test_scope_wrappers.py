@@ -1,9 +1,12 @@
 """Training wrappers of MambaScope built from the shipped configs."""
+import numpy as np
+import pytest
 import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import set_random_seed
 
 from mmscope.evaluation import ScopeMetric
+from mmscope.visualization import describe_record, draw_scope_panels
 
 from tests.reduced import DET, SEG
 from tests.test_configs.test_config_forward import (REPO_ROOT, _build_model,
@@ -118,8 +121,25 @@ def test_slide_predict_merges_windows():
 
     window_gflops = model.backbone.count_macs((crop, crop)) / 1e9
     assert abs(record['vim_gflops'] - windows * window_gflops) < 1e-9
-    assert record['backbone_gflops'] == sum(
-        window['backbone_gflops'] for window in record['windows'])
+    # With threshold 1.0 every window refines the same number of cells, so
+    # each costs what the backbone costs on one window-sized crop.
+    with torch.no_grad():
+        single = model.backbone.forward_scope(inputs[..., :crop, :crop])
+    assert record['backbone_gflops'] == pytest.approx(
+        windows * single.info[0]['backbone_gflops'])
+
+    assert describe_record(record) == (
+        f"{windows} sliding windows, {windows} refined; backbone "
+        f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
+        f"{record['vim_gflops']:.2f})")
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=f'merges {windows} sliding windows'):
+        draw_scope_panels(image, record, (height, width))
+
+    # Outside predict, inference keeps no records behind.
+    with torch.no_grad():
+        model.inference(inputs, [results[0].metainfo])
+    assert model._call_records is None
 
 
 def test_scope_metric_means_and_empty():

@@ -80,3 +80,19 @@ def test_invalid_confidence():
 def test_forward_shape():
     head = ScopeGateHead(8, 6)
     assert head(torch.randn(2, 10, 8)).shape == (2, 6)
+
+
+@pytest.mark.parametrize('weight', [-1, -0.5, float('nan'), float('inf'),
+                                    True, '1'])
+def test_invalid_loss_weight_rejected(weight):
+    with pytest.raises(ValueError, match='gate_head.loss_weight must be a '
+                       'finite number of at least 0'):
+        ScopeGateHead(8, 3, loss_weight=weight)
+
+
+def test_zero_loss_weight_switches_loss_off():
+    head = ScopeGateHead(8, 3, loss_weight=0)
+    logits = head(torch.randn(2, 5, 8))
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+
+    assert head.loss(logits, targets).item() == 0.0

@@ -1,4 +1,5 @@
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ def test_stated_source_grid_used():
     source = torch.randn(1, 24, 8)
     converted, _ = convert_vim_state_dict(
         {'pos_embed': source}, {'pos_embed': (5, 6), 'coarse': (3, 3)},
-        source_grid=(4, 6))
+        source_grids={'pos_embed': (4, 6)})
 
     assert torch.equal(converted['pos_embed'],
                        resample_pos_embed(source, (4, 6), (5, 6)))
@@ -149,7 +150,7 @@ def test_stated_source_grid_used():
 def test_stated_grid_of_wrong_size_raises():
     with pytest.raises(ValueError, match='24 patch entries.*3x6 has 18'):
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
-                               {'pos_embed': (5, 6)}, source_grid=(3, 6))
+                               {'pos_embed': (5, 6)}, source_grids={'pos_embed': (3, 6)})
 
 
 def test_init_cfg_grid_loads_nonsquare_file(tmp_path):
@@ -178,16 +179,47 @@ def test_convert_tool_nonsquare_loads_in_scope(tmp_path, official_file):
         [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
          str(path), str(out), '--img-size', '64', '96'], check=True)
 
+    # The converted 4x6 grid has 24 cells, neither square nor the 5x5 of
+    # this model, so only the grid in the file's meta gives the source grid.
     scope = MambaScope(
-        embed_dims=WIDTH, num_layers=LAYERS, img_size=(64, 96),
+        embed_dims=WIDTH, num_layers=LAYERS, img_size=(80, 80),
         gate_head=dict(type='ScopeGateHead', num_classes=3),
         init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     scope.init_weights()
 
     converted = torch.load(out)['state_dict']['pos_embed']
-    assert torch.equal(scope.pos_embed.detach(), converted)
+    assert torch.equal(scope.pos_embed.detach(),
+                       resample_pos_embed(converted, (4, 6), (5, 5)))
     assert torch.equal(scope.coarse_pos_embed.detach(),
-                       resample_pos_embed(converted, (4, 6), (2, 3)))
+                       resample_pos_embed(converted, (4, 6), (3, 3)))
+
+
+def test_stated_grid_applies_to_coarse_pos_embed(tmp_path):
+    # A MambaScope checkpoint trained at 64x128 has a 4x8 fine and a 2x4
+    # coarse grid; the model at 96x96 has 6x6 and 3x3.
+    source = MambaScope(embed_dims=WIDTH, num_layers=LAYERS,
+                        img_size=(64, 128),
+                        gate_head=dict(type='ScopeGateHead', num_classes=3))
+    path = tmp_path / 'scope.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+
+    def target(**init):
+        return MambaScope(
+            embed_dims=WIDTH, num_layers=LAYERS, img_size=96,
+            gate_head=dict(type='ScopeGateHead', num_classes=3),
+            init_cfg=dict(type='Pretrained', checkpoint=str(path), **init))
+
+    with pytest.raises(ValueError, match="checkpoint's pos_embed with 32"):
+        target().init_weights()
+
+    scope = target(pos_embed_grid=(4, 8))
+    scope.init_weights()
+    assert torch.equal(
+        scope.pos_embed.detach(),
+        resample_pos_embed(source.pos_embed.detach(), (4, 8), (6, 6)))
+    assert torch.equal(
+        scope.coarse_pos_embed.detach(),
+        resample_pos_embed(source.coarse_pos_embed.detach(), (2, 4), (3, 3)))
 
 
 def test_renamed_key_raises_naming_it(tmp_path):
@@ -329,14 +361,24 @@ def test_convert_tool_rejects_bad_paths(tmp_path, official_file):
     assert 'is a folder; give the path of the output file' in result.stderr
 
 
-@pytest.mark.parametrize('grid, message', [
-    ((4, 6, 1), r'pos_embed_grid must be \(rows, columns\)'),
-    ((0, 6), r'pos_embed_grid must be \(rows, columns\)'),
-])
-def test_stated_grid_malformed_raises(grid, message):
+@pytest.mark.parametrize('grid', [(4, 6, 1), (0, 6), 4, ('4', '6'), '4x6',
+                                  (True, 6), (4.0, 6)])
+def test_stated_grid_malformed_raises(tmp_path, grid):
+    message = (r'pos_embed_grid must be \(rows, columns\) with two positive '
+               rf'whole numbers, such as \(32, 32\), got {re.escape(repr(grid))}')
     with pytest.raises(ValueError, match=message):
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
-                               {'pos_embed': (5, 6)}, source_grid=grid)
+                               {'pos_embed': (5, 6)},
+                               source_grids={'pos_embed': grid})
+
+    path = tmp_path / 'trained.pth'
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS,
+                         img_size=(64, 96))
+    torch.save({'state_dict': source.state_dict()}, path)
+    backbone = _backbone(path, img_size=(80, 80))
+    backbone.init_cfg['pos_embed_grid'] = grid
+    with pytest.raises(ValueError, match=message):
+        backbone.init_weights()
 
 
 def test_official_non_square_grid_raises():
@@ -344,3 +386,53 @@ def test_official_non_square_grid_raises():
              'cls_token': torch.zeros(1, 1, 8)}
     with pytest.raises(ValueError, match='square position grid.*24 patch'):
         convert_vim_state_dict(state, {'pos_embed': (4, 6)})
+
+
+def _convert(*args):
+    import subprocess
+    import sys
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
+         *map(str, args)], capture_output=True, text=True)
+
+
+def test_convert_tool_keeps_its_source(tmp_path, official_file):
+    path, _ = official_file
+    before = path.read_bytes()
+
+    result = _convert(path, path)
+
+    assert result.returncode != 0
+    assert 'is the source file; write the converted checkpoint' in \
+        result.stderr
+    assert path.read_bytes() == before
+
+
+def test_convert_tool_checks_patch_size(tmp_path, official_file):
+    path, _ = official_file
+
+    result = _convert(path, tmp_path / 'out.pth', '--patch-size', '8')
+
+    assert result.returncode != 0
+    assert 'embeds 16x16 patches, but --patch-size is 8' in result.stderr
+    assert '--patch-size 16' in result.stderr
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_convert_tool_unwritable_destination(tmp_path, official_file):
+    path, _ = official_file
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+
+    result = _convert(path, blocker / 'out.pth')
+
+    assert result.returncode != 0
+    assert f'Cannot write {blocker / "out.pth"}' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_pos_embed_of_wrong_rank_raises():
+    state = {'pos_embed': torch.randn(197, 8),
+             'cls_token': torch.zeros(1, 1, 8)}
+    with pytest.raises(ValueError, match=r"pos_embed has shape \(197, 8\)"):
+        convert_vim_state_dict(state, {'pos_embed': (14, 14)})

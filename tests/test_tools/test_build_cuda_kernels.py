@@ -62,3 +62,33 @@ def test_build_without_gpu_needs_arch(tmp_path):
 
     assert result.returncode == 1
     assert 'no CUDA device is visible: set CUDA_ARCH' in result.stderr
+
+
+def test_build_rejects_damaged_archive(tmp_path):
+    (tmp_path / 'causal_conv1d-1.6.1.tar.gz').write_bytes(b'truncated')
+
+    result = _run('build', str(tmp_path), PYTHON=sys.executable,
+                  CUDA_ARCH='9.0')
+
+    assert result.returncode == 1
+    assert 'causal_conv1d-1.6.1.tar.gz is damaged' in result.stderr
+    assert 'Delete it and run' in result.stderr
+    assert 'gzip' not in result.stderr
+
+
+def test_fetch_keeps_no_download_with_wrong_sum(tmp_path):
+    # A stand-in curl that writes other bytes than the pinned archive.
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    fake_curl = bin_dir / 'curl'
+    fake_curl.write_text('#!/bin/sh\nwhile [ "$1" != "-o" ]; do shift; done\n'
+                         'echo not-an-archive > "$2"\n')
+    fake_curl.chmod(0o755)
+    out_dir = tmp_path / 'kernels'
+
+    result = _run('fetch', str(out_dir),
+                  PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    assert result.returncode == 1
+    assert 'SHA-256 sum is not the pinned' in result.stderr
+    assert list(out_dir.iterdir()) == []

@@ -45,9 +45,11 @@ def test_dry_run_without_openmmlab_packages(tmp_path):
     assert '| scan: torch, cpu vs cpu | L=33, all, float32 |' in report
     assert '| conv1d: torch, cpu vs cpu | L=33, bias on, activation silu |' \
         in report
-    # 6 scan cases and 2 half dtypes per length, 4 conv1d cases per length,
-    # plus one scan and one conv1d device row per length.
-    assert '28 comparisons: 4 passed, 0 failed, 24 skipped' in report
+    # Per length: 6 scan cases for the cuda backend and 6 for the mamba-ssm
+    # reference, 2 half dtypes, 4 conv1d cases for the cuda backend and 4
+    # for the causal-conv1d reference, one scan and one conv1d device row.
+    assert '48 comparisons: 4 passed, 0 failed, 44 skipped' in report
+    assert 'mamba_ssm not importable' in report
     assert 'the cuda backend needs a CUDA device, not cpu' in report
     assert '| torch |' in report
     assert 'cuda backend not timed' in report
@@ -68,7 +70,7 @@ def test_compare_grades_errors():
     close = {'output': torch.ones(4), 'u': torch.ones(4),
              'delta': torch.full((4, ), 1.0005)}
     far = dict(close, u=torch.full((4, ), 1.01))
-    broken = dict(close, output=torch.full((4, ), math.nan))
+    nan = torch.full((4, ), math.nan)
 
     row = check_gpu.compare('scan', 'case', close, expected, 1e-3)
     assert row.status == 'PASS'
@@ -77,8 +79,18 @@ def test_compare_grades_errors():
 
     row = check_gpu.compare('scan', 'case', far, expected, 1e-3)
     assert (row.status, row.worst_grad) == ('FAIL', 'u')
-    assert check_gpu.compare('scan', 'case', broken, expected,
-                             1e-3).status == 'FAIL'
+    # A NaN anywhere fails the row, wherever it sits among the errors.
+    for name in ('output', 'u', 'delta'):
+        row = check_gpu.compare('scan', 'case', dict(close, **{name: nan}),
+                                expected, 1e-3)
+        assert row.status == 'FAIL', name
+    with_state = dict(expected, last_state=torch.ones(4))
+    row = check_gpu.compare('scan', 'case', dict(with_state, last_state=nan),
+                            with_state, 1e-3)
+    assert (row.status, math.isnan(row.output_error)) == ('FAIL', True)
+    row = check_gpu.compare('scan', 'case', dict(close, delta=nan), expected,
+                            1e-3)
+    assert (row.worst_grad, math.isnan(row.grad_error)) == ('delta', True)
 
 
 def test_device_rows_detect_cpu_difference(monkeypatch):
@@ -89,15 +101,16 @@ def test_device_rows_detect_cpu_difference(monkeypatch):
     args = check_gpu.parse_args(SMALL + ['--lengths', '5'])
     real_run_scan = check_gpu.run_scan
 
-    def run_scan(ops, case, device, backend, seed):
-        results = real_run_scan(ops, case, device, backend, seed)
+    def run_scan(scan, case, device, seed):
+        results = real_run_scan(scan, case, device, seed)
         if device is not args.device:
             results['output'] = results['output'] * 1.01
         return results
 
     monkeypatch.setattr(check_gpu, 'run_scan', run_scan)
     kernels = check_gpu.kernel_status(ops, args.device)
-    rows = check_gpu.scan_rows(ops, args, kernels)
+    references = check_gpu.upstream_references()
+    rows = check_gpu.scan_rows(ops, args, kernels, references)
     device_rows = [row for row in rows if row.check.startswith('scan: torch')]
 
     assert [row.status for row in device_rows] == ['FAIL']
@@ -105,9 +118,60 @@ def test_device_rows_detect_cpu_difference(monkeypatch):
                                                         rel=1e-3)
 
 
+def _reference_rows(check_gpu, scan_reference, conv_reference):
+    ops = check_gpu.load_ops()
+    args = check_gpu.parse_args(SMALL + ['--lengths', '1', '40'])
+    kernels = check_gpu.kernel_status(ops, args.device)
+    references = {
+        'scan': check_gpu.Candidate(scan_reference),
+        'conv': check_gpu.Candidate(conv_reference),
+    }
+    rows = (check_gpu.scan_rows(ops, args, kernels, references) +
+            check_gpu.conv_rows(ops, args, kernels, references))
+    return [row for row in rows if 'reference' in row.check]
+
+
+def test_reference_rows_compare_with_the_given_functions():
+    # mmscope's sequential oracle and an F.conv1d form stand in for the
+    # kernel packages' references, which CI does not install.
+    check_gpu = _load_script()
+    ops = check_gpu.load_ops()
+
+    def conv_reference(x, weight, bias=None, activation=None):
+        out = torch.nn.functional.conv1d(x, weight.unsqueeze(1), bias,
+                                         padding=weight.shape[1] - 1,
+                                         groups=x.shape[1])
+        out = out[..., :x.shape[-1]]
+        return out if activation is None else torch.nn.functional.silu(out)
+
+    rows = _reference_rows(check_gpu, ops.selective_scan_ref, conv_reference)
+    assert len(rows) == 2 * (6 + 4)
+    assert {row.status for row in rows} == {'PASS'}
+
+    def shifted_scan(**kwargs):
+        out, last_state = ops.selective_scan_ref(**kwargs)
+        return out + 1e-2 * out.detach().abs().mean(), last_state
+
+    def no_silu(x, weight, bias=None, activation=None):
+        return conv_reference(x, weight, bias)
+
+    rows = _reference_rows(check_gpu, shifted_scan, no_silu)
+    statuses = {}
+    for row in rows:
+        key = (row.check.split(':')[0], row.case.split(', ')[-1])
+        statuses.setdefault(key, set()).add(row.status)
+    assert statuses == {
+        ('scan', 'float32'): {'FAIL'},
+        ('conv1d', 'activation silu'): {'FAIL'},
+        ('conv1d', 'activation None'): {'PASS'},
+    }
+
+
 @pytest.mark.parametrize('args, message', [
     (['--lengths', '0'], '--lengths must be at least 1, got 0'),
     (['--tolerance', '0'], '--tolerance must be positive'),
+    (['--reference-tolerance', '-1'],
+     '--reference-tolerance must be positive'),
     (['--device', 'gpu0'], "--device 'gpu0' is not supported"),
     (['--device', 'meta'], "--device 'meta' is not supported"),
     (['--out', 'missing_folder/'], 'is a folder'),

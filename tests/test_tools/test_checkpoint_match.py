@@ -98,3 +98,72 @@ def test_train_tool_rejects_other_resume_model(seg_checkpoint, tmp_path):
     assert result.returncode == 1
     assert '--resume:' in result.stderr
     assert 'missing keys: backbone.layers.2.' in result.stderr
+
+
+def _broken_files(tmp_path, checkpoint):
+    """Write an empty, a text and a truncated checkpoint file."""
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    text = tmp_path / 'notes.pth'
+    text.write_text('step 1: train the model\n')
+    truncated = tmp_path / 'truncated.pth'
+    content = checkpoint.read_bytes()
+    truncated.write_bytes(content[:len(content) // 2])
+    return [(empty, 'is not a PyTorch checkpoint file: it is empty'),
+            (text, 'does not start like a file that torch.save writes'),
+            (truncated, 'is a damaged or truncated checkpoint')]
+
+
+def test_broken_files_named(seg_checkpoint, tmp_path):
+    path, model = seg_checkpoint
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
+
+    for broken, message in _broken_files(tmp_path, path):
+        with pytest.raises(ValueError, match=message):
+            check_checkpoint_matches(model, str(broken))
+        with pytest.raises(ValueError, match=message):
+            init_scope_model(cfg, str(broken), 'cpu')
+
+
+def test_test_tool_names_broken_file(seg_checkpoint, tmp_path):
+    path, _ = seg_checkpoint
+    broken, message = _broken_files(tmp_path, path)[1]
+    result = subprocess.run(
+        [sys.executable, 'tools/test.py', SEG_CONFIG, str(broken),
+         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+         *cfg_options(SEG)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_backbone_only_checkpoint_gets_init_cfg_advice(seg_checkpoint,
+                                                       tmp_path):
+    _, model = seg_checkpoint
+    path = tmp_path / 'backbone.pth'
+    torch.save({'model': model.backbone.state_dict()}, path)
+
+    with pytest.raises(ValueError, match='It contains backbone weights only') \
+            as error:
+        check_checkpoint_matches(model, str(path))
+    assert "model.backbone.init_cfg=dict(type='Pretrained'" in str(error.value)
+
+    # A whole-model checkpoint of another size keeps the config advice.
+    torch.save({'state_dict': {'decode_head.conv_seg.weight':
+                               torch.zeros(1)}}, path)
+    with pytest.raises(ValueError, match='Use the config the checkpoint'):
+        check_checkpoint_matches(model, str(path))
+
+
+@pytest.mark.parametrize('device, message', [
+    ('gpu', "device 'gpu' is not a PyTorch device"),
+    pytest.param('cuda', 'finds no CUDA device', marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason='CUDA is available')),
+])
+def test_init_scope_model_checks_device(device, message):
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
+
+    with pytest.raises(ValueError, match=message):
+        init_scope_model(cfg, None, device)

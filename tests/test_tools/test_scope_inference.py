@@ -140,3 +140,65 @@ def test_visualize_scope_empty_folder(tmp_path):
 
     assert result.returncode != 0
     assert 'No image files found' in result.stderr
+
+
+def test_infer_image_array_then_path(seg_checkpoint):
+    from mmscope.apis import infer_image, init_scope_model
+
+    cfg = _reduced_config()
+    model = init_scope_model(cfg, seg_checkpoint, 'cpu')
+    pipeline_before = copy.deepcopy(model.cfg.test_pipeline)
+
+    from_array = infer_image(model, cfg, cv2.imread(PHOTOS[0]))
+    from_path = infer_image(model, cfg, PHOTOS[0])
+
+    assert model.cfg.test_pipeline == pipeline_before
+    assert (from_array.pred_sem_seg.data == from_path.pred_sem_seg.data).all()
+
+
+def test_init_cfg_reads_runner_checkpoint_when_allowed(seg_checkpoint,
+                                                       monkeypatch):
+    import torch
+
+    from mmscope.models import MambaScope
+    from mmscope.models.utils.checkpoint_io import load_checkpoint_file
+
+    backbone_cfg = dict(_reduced_config().model.backbone)
+    backbone_cfg.pop('type')
+    backbone_cfg['init_cfg'] = dict(type='Pretrained',
+                                    checkpoint=seg_checkpoint,
+                                    prefix='backbone.')
+
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
+    with pytest.raises(RuntimeError, match='loads under tools/train.py'):
+        load_checkpoint_file(seg_checkpoint)
+
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    backbone = MambaScope(**backbone_cfg)
+    backbone.init_weights()
+
+    saved = torch.load(seg_checkpoint, weights_only=False)['state_dict']
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, saved[f'backbone.{key}']), key
+
+
+def test_visualize_scope_output_names(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        'visualize_scope', REPO_ROOT / 'tools/analysis/visualize_scope.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for folder in ('a', 'b'):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'x.jpg').write_bytes(b'')
+    (tmp_path / 'a' / 'y.png').write_bytes(b'')
+
+    paths = tool.collect_images([str(tmp_path / 'a' / 'x.jpg'),
+                                 str(tmp_path / 'a'), str(tmp_path / 'b')])
+    names = tool.output_names(paths)
+
+    assert paths == [str(tmp_path / name) for name in ('a/x.jpg', 'a/y.png',
+                                                       'b/x.jpg')]
+    assert [names[path] for path in paths] == [
+        'a__x_scope.png', 'y_scope.png', 'b__x_scope.png']

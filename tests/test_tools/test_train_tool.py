@@ -107,6 +107,48 @@ def test_train_tool_missing_resume_file(tmp_path):
     assert '--resume: file not found' in result.stderr
 
 
+def _tool_error(*args):
+    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_tools_check_config_and_work_dir(tmp_path):
+    a_file = tmp_path / 'file'
+    a_file.write_text('')
+
+    for tool in ('tools/train.py', 'tools/test.py'):
+        checkpoint = [] if tool == 'tools/train.py' else [str(a_file)]
+        assert 'config: file not found' in _tool_error(
+            tool, str(tmp_path / 'absent.py'), *checkpoint)
+        assert 'config configs/ade20k is a folder' in _tool_error(
+            tool, 'configs/ade20k', *checkpoint)
+        assert 'config README.md is not a config file' in _tool_error(
+            tool, 'README.md', *checkpoint)
+    assert f'--work-dir {a_file} is a file' in _tool_error(
+        'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file))
+    assert "--cfg-options takes KEY=VALUE entries, got 'foo'" in _tool_error(
+        'tools/train.py', SEG_CONFIG, '--cfg-options', 'foo')
+    assert 'train_cfg.max_iters must be at least 1, got -1' in _tool_error(
+        'tools/train.py', SEG_CONFIG, '--cfg-options',
+        'train_cfg.max_iters=-1')
+
+
+def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
+    scope_config = 'configs/ade20k/upernet_mambascope_t.py'
+    for option, message in [
+        ('model.backbone.refine_ratio=0', 'refine_ratio must be in (0, 1]'),
+        ('model.coarse_loss_weight=-1',
+         'coarse_loss_weight must be a finite number of at least 0'),
+    ]:
+        stderr = _tool_error('tools/train.py', scope_config, '--work-dir',
+                             str(tmp_path), '--cfg-options', option)
+        assert 'Invalid setting:' in stderr
+        assert message in stderr
+
+
 def test_torchrun_gloo_two_processes(tmp_path):
     work_dir = tmp_path / 'dist'
     options = SEG_TRAIN

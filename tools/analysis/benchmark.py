@@ -13,14 +13,13 @@ from datetime import date
 from typing import List, Optional, Tuple
 
 import torch
-from mmengine.config import DictAction
 
 from mmscope.analysis import (check_refine_shares, format_table,
                               make_data_samples, noise_warnings,
                               run_benchmark)
 from mmscope.apis import init_scope_model, load_config, task_of
-from mmscope.utils import (check_config_file, check_input_file,
-                           check_output_file)
+from mmscope.utils import (ConfigOptionsAction, check_config_file,
+                           check_input_file, check_output_file)
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,10 +66,10 @@ def parse_args() -> argparse.Namespace:
         '--out', help='also write the report, without the log lines, to '
         'this file')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, default={},
+        '--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
         help='override entries of CONFIG, as in tools/test.py')
     parser.add_argument(
-        '--baseline-cfg-options', nargs='+', action=DictAction, default={},
+        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction, default={},
         help='override entries of the baseline config')
     return parser.parse_args()
 

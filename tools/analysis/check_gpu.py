@@ -5,7 +5,11 @@ On one CUDA device the script compares:
 - the ``'cuda'`` backend (the mamba-ssm and causal-conv1d kernels) with the
   ``'torch'`` backend, for the output and the gradient of every input, in
   float32 and with bfloat16 and float16 inputs;
-- the ``'torch'`` backend on the GPU with the same backend on the CPU.
+- the ``'torch'`` backend on the GPU with the same backend on the CPU;
+- the ``'torch'`` backend with the pure-PyTorch reference functions that ship
+  with the kernel packages (``selective_scan_ref`` of mamba-ssm and
+  ``causal_conv1d_ref`` of causal-conv1d), with which the packages' own
+  tests compare their kernels. These rows run on any device, the CPU included.
 
 It then times both backends on the GPU at the sizes of a Vision Mamba-base
 layer. It needs only PyTorch and, for the ``'cuda'`` backend, the kernels
@@ -14,12 +18,15 @@ are missing, ``mmscope.ops`` is loaded from this repository on its own.
 
 The exit status is 0 when every comparison is within its tolerance and 1
 otherwise. A missing kernel package skips its rows; with
-``--require-kernels`` it fails them.
+``--require-kernels`` it fails them. ``--device cpu`` on a machine where the
+packages are installed checks the torch backend against their references
+without a GPU.
 
 Example:
     python tools/analysis/check_gpu.py --out gpu_check.md
 """
 import argparse
+import functools
 import importlib.util
 import math
 import statistics
@@ -27,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import (Callable, Dict, Iterable, List, NamedTuple, Optional,
+                    Sequence)
 
 import torch
 
@@ -50,6 +58,13 @@ SCAN_CASES = {
 }
 HALF_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
+# The module and function of the pure-PyTorch reference that each kernel
+# package ships.
+UPSTREAM_REFERENCES = {
+    'scan': ('mamba_ssm.ops.selective_scan_interface', 'selective_scan_ref'),
+    'conv': ('causal_conv1d.causal_conv1d_interface', 'causal_conv1d_ref'),
+}
+
 
 class Row(NamedTuple):
     """One comparison of the report."""
@@ -62,6 +77,13 @@ class Row(NamedTuple):
     tolerance: float
     status: str
     note: str = ''
+
+
+class Candidate(NamedTuple):
+    """A function to compare with the torch backend, or why it cannot run."""
+
+    function: Optional[Callable]
+    reason: str = ''
 
 
 class ScanCase(NamedTuple):
@@ -109,6 +131,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device-tolerance', type=float, default=1e-4,
                         help='largest relative error of the torch backend '
                         'on the device against the CPU (default: 1e-4)')
+    parser.add_argument('--reference-tolerance', type=float, default=1e-4,
+                        help='largest relative error of the torch backend '
+                        "against the kernel packages' reference functions "
+                        '(default: 1e-4)')
     parser.add_argument('--half-tolerance', type=float, default=2e-2,
                         help='largest relative error of the cuda backend '
                         'against the torch backend with bfloat16 or float16 '
@@ -125,9 +151,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='timed runs per backend; the median is reported '
                         '(default: 20)')
     parser.add_argument('--require-kernels', action='store_true',
-                        help='fail, rather than skip, the cuda backend rows '
-                        'that cannot run, because the device is not a CUDA '
-                        'device or a kernel package is not installed')
+                        help='fail, rather than skip, the rows that cannot '
+                        'run: the cuda backend rows when the device is not a '
+                        'CUDA device, and the cuda backend and reference rows '
+                        'of a kernel package that is not installed')
     parser.add_argument('--out',
                         help='also write the report to this markdown file')
 
@@ -147,7 +174,8 @@ def check_args(parser: argparse.ArgumentParser,
         if value < 1:
             parser.error(f'{option} must be at least 1, got {value}')
 
-    for option in ('tolerance', 'device_tolerance', 'half_tolerance'):
+    for option in ('tolerance', 'device_tolerance', 'reference_tolerance',
+                   'half_tolerance'):
         value = getattr(args, option)
         if not value > 0:
             parser.error(f"--{option.replace('_', '-')} must be positive, "
@@ -231,6 +259,33 @@ def kernel_status(ops: ModuleType, device: torch.device) -> Dict[str, str]:
     }
 
 
+def upstream_references() -> Dict[str, Candidate]:
+    """Import the reference function of each kernel package.
+
+    Returns:
+        A dict from ``'scan'`` and ``'conv'`` to the reference function, or
+        to the reason it cannot be imported.
+    """
+    references = {}
+    for kind, (module_name, function_name) in UPSTREAM_REFERENCES.items():
+        package = module_name.split('.')[0]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            references[kind] = Candidate(
+                None, f'{package} not importable ({error}): run bash '
+                'tools/build_cuda_kernels.sh')
+            continue
+        function = getattr(module, function_name, None)
+        if function is None:
+            references[kind] = Candidate(
+                None, f'{module_name} has no {function_name}: install the '
+                'version that tools/build_cuda_kernels.sh pins')
+        else:
+            references[kind] = Candidate(function)
+    return references
+
+
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Return ||actual - expected|| / ||expected|| in float64."""
     difference = (actual.double() - expected.double()).norm()
@@ -273,9 +328,17 @@ def make_scan_inputs(case: ScanCase,
     return inputs
 
 
-def run_scan(ops: ModuleType, case: ScanCase, device: torch.device,
-             backend: str, seed: int) -> Results:
+def run_scan(scan: Callable, case: ScanCase, device: torch.device,
+             seed: int) -> Results:
     """Run one scan forward and backward and return the results on the CPU.
+
+    Args:
+        scan: A function with the signature of ``selective_scan``: a
+            backend of ``mmscope.ops.selective_scan`` or a kernel package's
+            reference.
+        case: Sizes, optional terms and dtype of the inputs.
+        device: Device to run on.
+        seed: Seed of the inputs and of the output gradient.
 
     Returns:
         A dict with the output under ``'output'``, the last state under
@@ -291,9 +354,9 @@ def run_scan(ops: ModuleType, case: ScanCase, device: torch.device,
         leaves[name] = tensor.to(device=device,
                                  dtype=dtype).requires_grad_(True)
 
-    out, last_state = ops.selective_scan(
-        **leaves, delta_softplus=bool(case.terms.get('softplus')),
-        return_last_state=True, backend=backend)
+    out, last_state = scan(**leaves,
+                           delta_softplus=bool(case.terms.get('softplus')),
+                           return_last_state=True)
     generator = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn(out.shape, generator=generator)
     grads = torch.autograd.grad(out, list(leaves.values()),
@@ -316,15 +379,20 @@ def make_conv_inputs(batch: int, dim: int, length: int, bias: bool,
     }
 
 
-def run_conv(ops: ModuleType, inputs: Dict[str, Optional[torch.Tensor]],
-             activation: Optional[str], device: torch.device, backend: str,
+def run_conv(conv: Callable, inputs: Dict[str, Optional[torch.Tensor]],
+             activation: Optional[str], device: torch.device,
              seed: int) -> Results:
-    """Run one causal conv1d forward and backward, return CPU results."""
+    """Run one causal conv1d forward and backward, return CPU results.
+
+    ``conv`` is a backend of ``mmscope.ops.causal_conv1d`` or the reference
+    of the causal-conv1d package; both take ``x``, ``weight``, ``bias`` and
+    ``activation``.
+    """
     leaves = {
         name: tensor.to(device).requires_grad_(True)
         for name, tensor in inputs.items() if tensor is not None
     }
-    out = ops.causal_conv1d(**leaves, activation=activation, backend=backend)
+    out = conv(**leaves, activation=activation)
     generator = torch.Generator().manual_seed(seed + 1)
     grad_out = torch.randn(out.shape, generator=generator).to(device)
     grads = torch.autograd.grad(out, list(leaves.values()), grad_out)
@@ -335,6 +403,16 @@ def run_conv(ops: ModuleType, inputs: Dict[str, Optional[torch.Tensor]],
             for name, value in results.items()}
 
 
+def nan_key(error: float) -> float:
+    """Sort key that ranks a NaN error above every number."""
+    return math.inf if math.isnan(error) else error
+
+
+def nan_max(errors: Iterable[float]) -> float:
+    """Return the largest error, or NaN when any error is NaN."""
+    return max(errors, key=nan_key)
+
+
 def compare(check: str, case: str, actual: Results, expected: Results,
             tolerance: float) -> Row:
     """Compare two result dicts and grade the largest relative error.
@@ -342,15 +420,15 @@ def compare(check: str, case: str, actual: Results, expected: Results,
     The output error covers ``'output'`` and ``'last_state'``. The gradient
     error is the largest over the gradients, and ``worst_grad`` names it.
     """
-    output_error = max(
+    output_error = nan_max(
         relative_error(actual[name], expected[name])
         for name in ('output', 'last_state') if name in expected)
     grad_errors = {
         name: relative_error(actual[name], expected[name])
         for name in expected if name not in ('output', 'last_state')
     }
-    worst_grad = max(grad_errors, key=grad_errors.get)
-    worst = max(output_error, grad_errors[worst_grad])
+    worst_grad = max(grad_errors, key=lambda name: nan_key(grad_errors[name]))
+    worst = nan_max([output_error, grad_errors[worst_grad]])
     # A NaN error fails: it compares False with the tolerance.
     status = 'PASS' if worst <= tolerance else 'FAIL'
     return Row(check, case, output_error, grad_errors[worst_grad], worst_grad,
@@ -364,38 +442,80 @@ def skipped(check: str, case: str, tolerance: float, reason: str,
                'FAIL' if required else 'SKIP', reason)
 
 
+def backend_rows(check: str, label: str, run: Callable[[Callable], Results],
+                 candidate: Candidate, expected: Results, tolerance: float,
+                 required: bool) -> List[Row]:
+    """Compare one function with the torch backend's results, or skip it.
+
+    Args:
+        check: Name of the comparison, such as ``'scan: cuda vs torch'``.
+        label: The case of the row.
+        run: Runs a function on the row's inputs and returns its results.
+        candidate: The function to compare, or why it cannot run.
+        expected: Results of the torch backend on the same inputs.
+        tolerance: Largest relative error that passes.
+        required: Fail, rather than skip, when the function cannot run.
+
+    Returns:
+        A list with the one row.
+    """
+    if candidate.function is None:
+        return [skipped(check, label, tolerance, candidate.reason, required)]
+    return [compare(check, label, run(candidate.function), expected,
+                    tolerance)]
+
+
+def scan_backend(ops: ModuleType, backend: str) -> Callable:
+    """Return ``ops.selective_scan`` bound to one backend."""
+    return functools.partial(ops.selective_scan, backend=backend)
+
+
+def conv_backend(ops: ModuleType, backend: str) -> Callable:
+    """Return ``ops.causal_conv1d`` bound to one backend."""
+    return functools.partial(ops.causal_conv1d, backend=backend)
+
+
+def cuda_candidate(function: Callable, reason: str) -> Candidate:
+    """Return the cuda backend as a candidate, or why it cannot run."""
+    return Candidate(None, reason) if reason else Candidate(function)
+
+
 def scan_rows(ops: ModuleType, args: argparse.Namespace,
-              kernels: Dict[str, str]) -> List[Row]:
-    """Compare the scan backends at every length and case."""
+              kernels: Dict[str, str],
+              references: Dict[str, Candidate]) -> List[Row]:
+    """Compare the scan backends and the reference at every length and case.
+    """
     rows = []
     sizes = (args.batch, args.dim, args.state)
+    cuda = cuda_candidate(scan_backend(ops, 'cuda'), kernels['scan'])
     for length in args.lengths:
         for name, terms in SCAN_CASES.items():
             case = ScanCase(*sizes, length, terms)
             label = f'L={length}, {name}, float32'
-            torch_result = run_scan(ops, case, args.device, 'torch', args.seed)
-            if kernels['scan']:
-                rows.append(skipped('scan: cuda vs torch', label,
-                                    args.tolerance, kernels['scan'],
-                                    args.require_kernels))
-            else:
-                cuda_result = run_scan(ops, case, args.device, 'cuda',
-                                       args.seed)
-                rows.append(compare('scan: cuda vs torch', label, cuda_result,
-                                    torch_result, args.tolerance))
 
+            def run(scan: Callable, case: ScanCase = case) -> Results:
+                return run_scan(scan, case, args.device, args.seed)
+
+            torch_result = run(scan_backend(ops, 'torch'))
+            rows += backend_rows('scan: cuda vs torch', label, run, cuda,
+                                 torch_result, args.tolerance,
+                                 args.require_kernels)
+            rows += backend_rows('scan: mamba-ssm reference vs torch', label,
+                                 run, references['scan'], torch_result,
+                                 args.reference_tolerance,
+                                 args.require_kernels)
             if name == 'all':
-                cpu_result = run_scan(ops, case, torch.device('cpu'),
-                                      'torch', args.seed)
+                cpu_result = run_scan(scan_backend(ops, 'torch'), case,
+                                      torch.device('cpu'), args.seed)
                 rows.append(compare(f'scan: torch, {args.device} vs cpu',
                                     label, torch_result, cpu_result,
                                     args.device_tolerance))
-    rows += half_scan_rows(ops, args, kernels)
+    rows += half_scan_rows(ops, args, cuda)
     return rows
 
 
 def half_scan_rows(ops: ModuleType, args: argparse.Namespace,
-                   kernels: Dict[str, str]) -> List[Row]:
+                   cuda: Candidate) -> List[Row]:
     """Compare the scan backends with bfloat16 and float16 inputs."""
     rows = []
     for dtype_name, dtype in HALF_DTYPES.items():
@@ -403,23 +523,28 @@ def half_scan_rows(ops: ModuleType, args: argparse.Namespace,
             case = ScanCase(args.batch, args.dim, args.state, length,
                             SCAN_CASES['all'], dtype)
             label = f'L={length}, all, {dtype_name}'
-            if kernels['scan']:
+
+            def run(scan: Callable, case: ScanCase = case) -> Results:
+                return run_scan(scan, case, args.device, args.seed)
+
+            if cuda.function is None:
                 rows.append(skipped('scan: cuda vs torch', label,
-                                    args.half_tolerance, kernels['scan'],
+                                    args.half_tolerance, cuda.reason,
                                     args.require_kernels))
                 continue
-            rows.append(
-                compare('scan: cuda vs torch', label,
-                        run_scan(ops, case, args.device, 'cuda', args.seed),
-                        run_scan(ops, case, args.device, 'torch', args.seed),
-                        args.half_tolerance))
+            rows += backend_rows('scan: cuda vs torch', label, run, cuda,
+                                 run(scan_backend(ops, 'torch')),
+                                 args.half_tolerance, args.require_kernels)
     return rows
 
 
 def conv_rows(ops: ModuleType, args: argparse.Namespace,
-              kernels: Dict[str, str]) -> List[Row]:
-    """Compare the causal conv1d backends at every length."""
+              kernels: Dict[str, str],
+              references: Dict[str, Candidate]) -> List[Row]:
+    """Compare the causal conv1d backends and the reference at every length.
+    """
     rows = []
+    cuda = cuda_candidate(conv_backend(ops, 'cuda'), kernels['conv'])
     for length in args.lengths:
         for bias in (False, True):
             for activation in (None, 'silu'):
@@ -427,22 +552,23 @@ def conv_rows(ops: ModuleType, args: argparse.Namespace,
                                           args.seed)
                 label = (f'L={length}, bias {"on" if bias else "off"}, '
                          f'activation {activation}')
-                torch_result = run_conv(ops, inputs, activation, args.device,
-                                        'torch', args.seed)
-                if kernels['conv']:
-                    rows.append(skipped('conv1d: cuda vs torch', label,
-                                        args.tolerance, kernels['conv'],
-                                        args.require_kernels))
-                else:
-                    cuda_result = run_conv(ops, inputs, activation,
-                                           args.device, 'cuda', args.seed)
-                    rows.append(compare('conv1d: cuda vs torch', label,
-                                        cuda_result, torch_result,
-                                        args.tolerance))
 
+                def run(conv: Callable, inputs: Dict = inputs,
+                        activation: Optional[str] = activation) -> Results:
+                    return run_conv(conv, inputs, activation, args.device,
+                                    args.seed)
+
+                torch_result = run(conv_backend(ops, 'torch'))
+                rows += backend_rows('conv1d: cuda vs torch', label, run,
+                                     cuda, torch_result, args.tolerance,
+                                     args.require_kernels)
+                rows += backend_rows('conv1d: causal-conv1d reference vs '
+                                     'torch', label, run, references['conv'],
+                                     torch_result, args.reference_tolerance,
+                                     args.require_kernels)
                 if bias and activation == 'silu':
-                    cpu_result = run_conv(ops, inputs, activation,
-                                          torch.device('cpu'), 'torch',
+                    cpu_result = run_conv(conv_backend(ops, 'torch'), inputs,
+                                          activation, torch.device('cpu'),
                                           args.seed)
                     rows.append(compare(f'conv1d: torch, {args.device} vs '
                                         'cpu', label, torch_result,
@@ -584,7 +710,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ops = load_ops()
     kernels = kernel_status(ops, args.device)
 
-    rows = scan_rows(ops, args, kernels) + conv_rows(ops, args, kernels)
+    references = upstream_references()
+    rows = (scan_rows(ops, args, kernels, references) +
+            conv_rows(ops, args, kernels, references))
     counts = {status: sum(row.status == status for row in rows)
               for status in ('PASS', 'FAIL', 'SKIP')}
     lines = environment_lines(args.device) + [''] + format_rows(rows) + [

@@ -16,7 +16,7 @@ import os.path as osp
 from typing import List, Optional
 
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
@@ -27,9 +27,9 @@ from mmscope.analysis.threshold_sweep import (check_sweep_config,
                                               thresholds_for_shares)
 from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
-from mmscope.utils import (build_runner, check_checkpoint_matches,
-                           check_config_file, check_input_file,
-                           check_output_dir)
+from mmscope.utils import (ConfigOptionsAction, build_runner,
+                           check_checkpoint_matches, check_config_file,
+                           check_input_file, check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -61,10 +61,10 @@ def parse_args() -> argparse.Namespace:
         '--baseline-checkpoint', help='checkpoint of --baseline-config')
 
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, default={},
+        '--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
         help='override entries of CONFIG, as in tools/test.py')
     parser.add_argument(
-        '--baseline-cfg-options', nargs='+', action=DictAction, default={},
+        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction, default={},
         help='override entries of --baseline-config')
     parser.add_argument(
         '--no-progress', action='store_true', help='hide the progress bar')

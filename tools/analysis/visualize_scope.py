@@ -9,15 +9,17 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import List
+from collections import defaultdict
+from typing import Dict, List
 
 import cv2
 import mmcv
 import numpy as np
-import torch
-from mmengine.config import DictAction
 
-from mmscope.apis import infer_image, init_scope_model, load_config
+from mmscope.apis import (checked_device, infer_image, init_scope_model,
+                          load_config)
+from mmscope.utils import (ConfigOptionsAction, check_config_file,
+                           check_input_file, check_output_dir)
 from mmscope.visualization import describe_record, draw_scope_panels
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -43,23 +45,58 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=ConfigOptionsAction,
         default={},
         help='override config entries, as in tools/test.py')
     return parser.parse_args()
 
 
 def collect_images(inputs: List[str]) -> List[str]:
-    """Expand folders into their image files, sorted by name."""
-    paths = []
+    """Expand folders into their image files, sorted by name.
+
+    An image given twice, for example as a file and through its folder, is
+    kept once, at its first place.
+    """
+    paths, seen = [], set()
     for item in inputs:
         if osp.isdir(item):
-            paths.extend(
+            found = [
                 osp.join(item, name) for name in sorted(os.listdir(item))
-                if name.lower().endswith(IMAGE_SUFFIXES))
+                if name.lower().endswith(IMAGE_SUFFIXES)
+            ]
         else:
-            paths.append(item)
+            found = [item]
+        for path in found:
+            key = osp.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
     return paths
+
+
+def output_names(paths: List[str]) -> Dict[str, str]:
+    """Return a distinct PNG file name for each image path.
+
+    An image is named after its file name. Images that share a file name
+    are named after their paths below the folder they have in common, such
+    as ``a__x_scope.png`` and ``b__x_scope.png`` for ``a/x.jpg`` and
+    ``b/x.jpg``.
+    """
+    by_stem = defaultdict(list)
+    for path in paths:
+        by_stem[osp.splitext(osp.basename(path))[0]].append(path)
+
+    names = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = f'{stem}_scope.png'
+            continue
+        absolute = [osp.abspath(path) for path in group]
+        common = osp.commonpath(absolute)
+        for path, full in zip(group, absolute):
+            relative = osp.splitext(osp.relpath(full, common))[0]
+            names[path] = relative.replace(os.sep, '__') + '_scope.png'
+    return names
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -81,14 +118,18 @@ def main() -> int:
         overrides['model.backbone.threshold'] = args.threshold
     if args.refine_ratio is not None:
         overrides['model.backbone.refine_ratio'] = args.refine_ratio
+    check_config_file(args.config, 'config')
+    check_output_dir(args.out_dir, '--out-dir')
     paths = collect_images(args.images)
     if not paths:
         raise SystemExit(f'No image files found in {args.images}; give image '
                          f'files or folders with {", ".join(IMAGE_SUFFIXES)} '
                          'files.')
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda was requested, but CUDA is not '
-                         'available; use --device cpu.')
+    check_input_file(args.checkpoint, 'checkpoint')
+    try:
+        device = checked_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f'--device: {error}') from error
     cfg = load_config(args.config, overrides)
     test_mode = (cfg.model.get('test_cfg') or {}).get('mode', 'whole')
     if test_mode == 'slide':
@@ -97,10 +138,11 @@ def main() -> int:
             "'slide'), so no single refinement map covers an image; add "
             '--cfg-options model.test_cfg.mode=whole')
     try:
-        model = init_scope_model(cfg, args.checkpoint, args.device)
+        model = init_scope_model(cfg, args.checkpoint, device)
     except ValueError as error:
         raise SystemExit(f'{args.config}: {error}') from error
     os.makedirs(args.out_dir, exist_ok=True)
+    names = output_names(paths)
 
     failures = 0
     for path in paths:
@@ -120,8 +162,7 @@ def main() -> int:
                 'ScopeMaskRCNN).')
         img_shape = sample.metainfo['img_shape'][:2]
         panels = draw_scope_panels(image, record, img_shape)
-        stem = osp.splitext(osp.basename(path))[0]
-        out_path = osp.join(args.out_dir, f'{stem}_scope.png')
+        out_path = osp.join(args.out_dir, names[path])
         mmcv.imwrite(panels[..., ::-1], out_path)
         print(f'{path}: {describe_record(record)} -> {out_path}')
 

@@ -180,6 +180,23 @@ class MambaScope(VisionMamba):
         return {'pos_embed': self.pos_grid,
                 'coarse_pos_embed': self.coarse_pos_grid}
 
+    def checkpoint_grids(
+            self, pos_grid: Tuple[int, int]) -> Dict[str, Tuple[int, int]]:
+        """Return the grid of each position embedding of a checkpoint.
+
+        The coarse grid of a MambaScope checkpoint is half its fine grid,
+        rounded up, as in the constructor.
+
+        Args:
+            pos_grid: Grid of the checkpoint's ``pos_embed``.
+
+        Returns:
+            The grid of ``pos_embed`` and ``coarse_pos_embed``.
+        """
+        return {'pos_embed': pos_grid,
+                'coarse_pos_embed': (math.ceil(pos_grid[0] / 2),
+                                     math.ceil(pos_grid[1] / 2))}
+
     def coarse_position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
         """Return ``coarse_pos_embed`` resampled to ``grid`` (bicubic)."""
         return self._resampled(self.coarse_pos_embed, self.coarse_pos_grid,

@@ -22,7 +22,8 @@ from mmscope.models.layers import (MultiScaleMaps, PatchEmbed, RMSNorm,
 from mmscope.models.utils.checkpoint_io import load_checkpoint_file
 from mmscope.models.utils.flops import (multi_scale_macs, patch_embed_macs,
                                         vim_layer_macs)
-from mmscope.models.utils.vim_checkpoint import (convert_vim_state_dict,
+from mmscope.models.utils.vim_checkpoint import (checked_grid,
+                                                 convert_vim_state_dict,
                                                  load_state_dict_checked,
                                                  unwrap_state_dict)
 from mmscope.registry import register_model
@@ -345,6 +346,19 @@ class VisionMamba(BaseModule):
         """Return the stored grid of each position embedding, by key."""
         return {'pos_embed': self.pos_grid}
 
+    def checkpoint_grids(
+            self, pos_grid: Tuple[int, int]) -> Dict[str, Tuple[int, int]]:
+        """Return the grid of each position embedding of a checkpoint.
+
+        Args:
+            pos_grid: Grid of the checkpoint's ``pos_embed``.
+
+        Returns:
+            The grid of each position embedding, by key, of a checkpoint of
+            this backbone type whose ``pos_embed`` has ``pos_grid``.
+        """
+        return {'pos_embed': pos_grid}
+
     def convert_checkpoint(
         self,
         checkpoint: dict,
@@ -367,9 +381,13 @@ class VisionMamba(BaseModule):
         if source_grid is None and isinstance(meta, dict):
             source_grid = meta.get('pos_embed_grid')
 
+        source_grids = None
+        if source_grid is not None:
+            source_grids = self.checkpoint_grids(checked_grid(source_grid))
+
         state_dict = unwrap_state_dict(checkpoint, prefix)
         converted, dropped = convert_vim_state_dict(
-            state_dict, self.pos_embed_grids(), source_grid)
+            state_dict, self.pos_embed_grids(), source_grids)
         if dropped:
             print_log(f'Dropped classification-only weights: {dropped}',
                       logger='current')

@@ -6,6 +6,7 @@ from mmdet.models.detectors import MaskRCNN
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 
+from mmscope.models.utils.loss_weight import checked_loss_weight
 from mmscope.models.utils.scope_losses import (gate_targets,
                                                prefix_and_weight,
                                                present_instances)
@@ -35,7 +36,8 @@ class ScopeMaskRCNN(MaskRCNN):
                 'ScopeMaskRCNN needs a MambaScope backbone, got '
                 f'{type(self.backbone).__name__}; use MaskRCNN for other '
                 'backbones.')
-        self.coarse_loss_weight = coarse_loss_weight
+        self.coarse_loss_weight = checked_loss_weight(coarse_loss_weight,
+                                                      'coarse_loss_weight')
         self._queued_maps: List[Tuple[torch.Tensor, ...]] = []
 
     def extract_feat(self, batch_inputs: torch.Tensor) -> Tuple[torch.Tensor]:

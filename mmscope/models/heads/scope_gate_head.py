@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
+from mmscope.models.utils.loss_weight import checked_loss_weight
 from mmscope.registry import register_model
 
 GATE_MODES = ('multilabel', 'softmax')
@@ -56,7 +57,8 @@ class ScopeGateHead(BaseModule):
         self.num_classes = num_classes
         self.mode = mode
         self.confidence_reduction = confidence
-        self.loss_weight = loss_weight
+        self.loss_weight = checked_loss_weight(loss_weight,
+                                               'gate_head.loss_weight')
         self.norm = nn.LayerNorm(in_channels)
         self.fc = nn.Linear(in_channels, num_classes)
 

@@ -1,11 +1,12 @@
 """EncoderDecoder that trains the two stages of a MambaScope backbone."""
-from typing import List
+from typing import List, Optional
 
 import torch
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import OptSampleList, SampleList, add_prefix
 
+from mmscope.models.utils.loss_weight import checked_loss_weight
 from mmscope.models.utils.scope_losses import (gate_targets,
                                                pixel_kl_divergence,
                                                prefix_and_weight,
@@ -40,10 +41,14 @@ class ScopeEncoderDecoder(EncoderDecoder):
                 'ScopeEncoderDecoder needs a MambaScope backbone, got '
                 f'{type(self.backbone).__name__}; use EncoderDecoder for '
                 'other backbones.')
-        self.coarse_loss_weight = coarse_loss_weight
-        self.distill_loss_weight = distill_loss_weight
+        self.coarse_loss_weight = checked_loss_weight(coarse_loss_weight,
+                                                      'coarse_loss_weight')
+        self.distill_loss_weight = checked_loss_weight(
+            distill_loss_weight, 'distill_loss_weight')
         # Backbone records of each encode_decode call of one predict.
-        self._call_records: List[List[dict]] = []
+        # Backbone records of each encode_decode call, collected only while
+        # predict runs.
+        self._call_records: Optional[List[List[dict]]] = None
 
     def _head_losses(self, feats, data_samples: SampleList):
         """Decode and auxiliary losses of one set of maps, and the logits."""
@@ -86,7 +91,8 @@ class ScopeEncoderDecoder(EncoderDecoder):
                       batch_img_metas: List[dict]) -> torch.Tensor:
         """Encode and decode as ``EncoderDecoder``, keeping the records."""
         logits = super().encode_decode(inputs, batch_img_metas)
-        self._call_records.append(list(self.backbone.scope_info))
+        if self._call_records is not None:
+            self._call_records.append(list(self.backbone.scope_info))
         return logits
 
     def predict(self, inputs: torch.Tensor,
@@ -106,7 +112,7 @@ class ScopeEncoderDecoder(EncoderDecoder):
                 if len(records) == len(results)
             ]
         finally:
-            self._call_records = []
+            self._call_records = None
 
         if calls:
             for index, sample in enumerate(results):

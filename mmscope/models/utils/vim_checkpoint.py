@@ -9,13 +9,15 @@ are resampled to the grid of the model that loads them.
 """
 import math
 from collections import OrderedDict
+from numbers import Integral
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmscope.models.layers.pos_embed import resample_pos_embed
-from mmscope.utils.checkpoint_match import state_dict_differences
+from mmscope.utils.checkpoint_match import (inner_state_dict,
+                                            state_dict_differences)
 
 # Keys of the official classification checkpoints that dense models drop.
 CLASSIFIER_PREFIXES = ('head.', 'cls_token')
@@ -37,13 +39,7 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     Raises:
         KeyError: If ``prefix`` matches no key.
     """
-    state_dict = checkpoint
-    for wrapper in ('model', 'state_dict'):
-        if isinstance(state_dict, dict) and isinstance(
-                state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-            break
-
+    state_dict = inner_state_dict(checkpoint)
     if prefix:
         stripped = OrderedDict(
             (key[len(prefix):], value) for key, value in state_dict.items()
@@ -57,12 +53,37 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     return OrderedDict(state_dict)
 
 
-def _source_grid(num_entries: int, model_grid: Tuple[int, int],
+def checked_grid(grid: object, name: str = 'pos_embed_grid') -> Tuple[int, int]:
+    """Return ``grid`` as (rows, columns) after checking it.
+
+    Args:
+        grid: A stated position grid: a list or tuple of two positive whole
+            numbers.
+        name: Name of the setting, used in the error message.
+
+    Returns:
+        The grid as a tuple of two ints.
+
+    Raises:
+        ValueError: If ``grid`` is not two positive whole numbers.
+    """
+    valid = (isinstance(grid, (list, tuple)) and len(grid) == 2 and all(
+        isinstance(size, Integral) and not isinstance(size, bool)
+        and size >= 1 for size in grid))
+    if not valid:
+        raise ValueError(
+            f'{name} must be (rows, columns) with two positive whole '
+            f'numbers, such as (32, 32), got {grid!r}.')
+    return int(grid[0]), int(grid[1])
+
+
+def _source_grid(key: str, num_entries: int, model_grid: Tuple[int, int],
                  stated_grid: Optional[Sequence[int]],
                  official: bool) -> Tuple[int, int]:
     """Return the grid of a checkpoint position embedding.
 
     Args:
+        key: Name of the embedding, used in messages.
         num_entries: Number of patch entries of the embedding.
         model_grid: Grid of the model's embedding that the checkpoint's
             embedding corresponds to.
@@ -82,16 +103,13 @@ def _source_grid(num_entries: int, model_grid: Tuple[int, int],
             grid fits.
     """
     if stated_grid is not None:
-        if len(stated_grid) != 2 or min(stated_grid) < 1:
-            raise ValueError(
-                'pos_embed_grid must be (rows, columns) with two positive '
-                f'numbers, got {stated_grid}.')
-        height, width = (int(size) for size in stated_grid)
+        height, width = checked_grid(stated_grid)
         if height * width != num_entries:
             raise ValueError(
-                f'The checkpoint\'s pos_embed has {num_entries} patch '
-                f'entries, but its stated grid {height}x{width} has '
-                f'{height * width}. Fix pos_embed_grid in init_cfg.')
+                f'The checkpoint\'s {key} has {num_entries} patch entries, '
+                f'but its stated grid {height}x{width} has {height * width}. '
+                'Fix pos_embed_grid in init_cfg: it is the grid of the '
+                'checkpoint\'s pos_embed.')
         return height, width
 
     if not official and num_entries == model_grid[0] * model_grid[1]:
@@ -105,16 +123,17 @@ def _source_grid(num_entries: int, model_grid: Tuple[int, int],
             f'one has {num_entries} patch entries besides the class token: '
             'it is not an official Vim ImageNet checkpoint, or it is damaged.')
     raise ValueError(
-        f'Cannot infer the grid of a pos_embed with {num_entries} patch '
-        'entries: it is not a square number and differs from the model\'s '
-        f'{model_grid[0]}x{model_grid[1]} grid. Add the checkpoint\'s grid '
-        'to init_cfg as pos_embed_grid=(rows, columns).')
+        f'Cannot infer the grid of the checkpoint\'s {key} with '
+        f'{num_entries} patch entries: it is not a square number and differs '
+        f'from the model\'s {model_grid[0]}x{model_grid[1]} grid. Add the '
+        'grid of the checkpoint\'s pos_embed to init_cfg as '
+        'pos_embed_grid=(rows, columns).')
 
 
 def convert_vim_state_dict(
     state_dict: Dict[str, torch.Tensor],
     pos_embed_grids: Dict[str, Tuple[int, int]],
-    source_grid: Optional[Sequence[int]] = None,
+    source_grids: Optional[Dict[str, Sequence[int]]] = None,
 ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Adapt a Vim classification state dict to a dense Vim backbone.
 
@@ -127,9 +146,10 @@ def convert_vim_state_dict(
         state_dict: Unwrapped state dict; it is not modified.
         pos_embed_grids: Target grid (height, width) of each position
             embedding of the model, by key.
-        source_grid: Grid of the checkpoint's ``pos_embed`` without the
-            class token, where known. Otherwise it is inferred as
-            ``_source_grid`` describes.
+        source_grids: Grid of each of the checkpoint's position embeddings,
+            by key, where known; for ``pos_embed`` without the class token.
+            An embedding derived from ``pos_embed`` has its grid. Grids not
+            given are inferred as ``_source_grid`` describes.
 
     Returns:
         The converted state dict and the list of keys that were dropped.
@@ -142,6 +162,13 @@ def convert_vim_state_dict(
             continue
         converted[key] = value
 
+    for key in pos_embed_grids:
+        value = converted.get(key)
+        if value is not None and (value.dim() != 3 or value.shape[0] != 1):
+            raise ValueError(
+                f"The checkpoint's {key} has shape {tuple(value.shape)}, but "
+                'a position embedding has shape (1, entries, channels).')
+
     official = 'cls_token' in state_dict
     source = converted.get('pos_embed')
     if source is not None and official:
@@ -152,19 +179,19 @@ def convert_vim_state_dict(
                            dim=1)
         converted['pos_embed'] = source
 
+    source_grids = source_grids or {}
     model_pos_grid = pos_embed_grids.get('pos_embed')
     for key, grid in pos_embed_grids.items():
         if key in converted:
-            value, stated, reference = converted[key], None, grid
-            if key == 'pos_embed':
-                stated = source_grid
+            name, value, reference = key, converted[key], grid
         elif source is not None:
-            value, stated, reference = source, source_grid, (
-                model_pos_grid or grid)
+            name, value, reference = 'pos_embed', source, (model_pos_grid
+                                                           or grid)
         else:
             continue
 
-        src = _source_grid(value.shape[1], reference, stated, official)
+        src = _source_grid(name, value.shape[1], reference,
+                           source_grids.get(name), official)
         if src != tuple(grid):
             value = resample_pos_embed(value, src, grid)
         converted[key] = value
