@@ -29,10 +29,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         nargs='+',
         default=[224],
-        help='image size (one value, or height and width) whose 16-pixel '
-        'patch grid the position embedding is resampled to; default 224, '
-        'the grid of the official checkpoints. Each side is divided by the '
-        'patch size and rounded down, as the backbone does with img_size')
+        help='image size (one value, or height and width) whose patch grid '
+        '(see --patch-size) the position embedding is resampled to; default '
+        '224, the grid of the official checkpoints. Each side is divided by '
+        'the patch size and rounded down, as the backbone does with '
+        'img_size')
     parser.add_argument(
         '--patch-size', type=int, default=16,
         help="patch size in pixels; it must match the checkpoint's patch "
@@ -46,6 +47,9 @@ def check_patch_size(source: dict, patch_size: int, src: str) -> None:
     if weight is None or weight.dim() != 4:
         return
     stored = tuple(weight.shape[-2:])
+    if stored[0] != stored[1]:
+        raise SystemExit(f'{src} embeds {stored[0]}x{stored[1]} patches; '
+                         'mmscope supports square patches only.')
     if stored != (patch_size, patch_size):
         raise SystemExit(
             f'{src} embeds {stored[0]}x{stored[1]} patches, but --patch-size '
@@ -80,6 +84,12 @@ def main() -> None:
     except (ValueError, RuntimeError) as error:
         raise SystemExit(str(error)) from error
     source = unwrap_state_dict(content)
+    meta = content.get('meta') if isinstance(content, dict) else None
+    if isinstance(meta, dict) and 'pos_embed_grid' in meta:
+        raise SystemExit(
+            f'{args.src} was already converted by this tool (position grid '
+            f"{meta['pos_embed_grid']}). It loads through init_cfg as it is; "
+            'convert the official checkpoint again for another grid.')
     if 'pos_embed' not in source or 'cls_token' not in source:
         raise SystemExit(
             f'{args.src} is not an official Vim checkpoint: it has no '
@@ -98,7 +108,8 @@ def main() -> None:
         torch.save(
             dict(state_dict=state_dict, meta=dict(pos_embed_grid=list(grid))),
             args.dst)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
+        # torch.save reports a file it cannot open as a RuntimeError.
         raise SystemExit(f'Cannot write {args.dst}: {error}') from error
     print(f'Wrote {len(state_dict)} tensors to {args.dst} '
           f'(position grid {grid[0]}x{grid[1]}); dropped {dropped}.')

@@ -4,6 +4,7 @@ Example:
     python tools/train.py configs/ade20k/upernet_mambascope_s.py
 """
 import argparse
+import numbers
 
 import torch
 from mmengine.config import Config
@@ -32,13 +33,17 @@ def parse_args() -> argparse.Namespace:
 
 
 def check_train_length(cfg: Config) -> None:
-    """Exit with a message if the config trains for no iteration or epoch."""
+    """Exit with a message unless the training length is a positive count."""
     train_cfg = cfg.get('train_cfg') or {}
     for key in ('max_iters', 'max_epochs'):
         value = train_cfg.get(key)
-        if value is not None and value < 1:
-            raise SystemExit(f'train_cfg.{key} must be at least 1, got '
-                             f'{value}.')
+        if value is None:
+            continue
+        whole = isinstance(value, numbers.Integral) and not isinstance(
+            value, bool)
+        if not whole or value < 1:
+            raise SystemExit(f'train_cfg.{key} must be a whole number of at '
+                             f'least 1, got {value!r}.')
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from .checkpoint_file import check_checkpoint_file, damaged_file_errors
 LISTED_KEYS = 8
 
 
-def _listed(keys: List[str]) -> str:
+def listed_keys(keys: List[str]) -> str:
     """Format the first keys of a list and how many there are."""
     listed = ', '.join(keys[:LISTED_KEYS])
     more = len(keys) - LISTED_KEYS
@@ -152,23 +152,25 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
     missing, unexpected, mismatched = checkpoint_mismatches(model, state_dict)
     problems = []
     if missing:
-        problems.append(f'{len(missing)} missing keys: {_listed(missing)}')
+        problems.append(f'{len(missing)} missing keys: {listed_keys(missing)}')
     if mismatched:
         problems.append(
-            f'{len(mismatched)} shape mismatches: {_listed(mismatched)}')
+            f'{len(mismatched)} shape mismatches: {listed_keys(mismatched)}')
     if problems:
         fix = ('Use the config the checkpoint was trained with, including '
                'its --cfg-options.')
         if contains_backbone_only(model, checkpoint):
-            fix = ('It contains backbone weights only, such as an official Vim '
-                   'checkpoint or one that tools/convert_vim_checkpoint.py '
-                   'wrote: train from it with model.backbone.init_cfg='
-                   f"dict(type='Pretrained', checkpoint='{path}'), and give "
-                   'the checkpoint of the whole trained model here.')
+            fix = ('It contains backbone weights only, such as an official '
+                   'Vim checkpoint or one that '
+                   'tools/convert_vim_checkpoint.py wrote. Train from it with --cfg-options '
+                   "model.backbone.init_cfg.type=Pretrained "
+                   f'model.backbone.init_cfg.checkpoint={path}, and give the '
+                   'checkpoint of the whole trained model here.')
         raise ValueError(
             f'{path} does not contain the weights of this model: '
             + '; '.join(problems) + '. ' + fix)
     if unexpected:
         print_log(
             f'{path} has {len(unexpected)} keys that the model does not use: '
-            f'{_listed(unexpected)}', logger='current', level=logging.WARNING)
+            f'{listed_keys(unexpected)}', logger='current',
+            level=logging.WARNING)

@@ -46,24 +46,47 @@ def check_output_file(path: Optional[str], option: str) -> None:
 
 
 def check_output_dir(path: str, option: str) -> None:
-    """Exit with a message if ``path`` exists and is not a folder."""
+    """Exit with a message if ``path`` or a folder above it is a file."""
     if osp.exists(path) and not osp.isdir(path):
         raise SystemExit(f'{option} {path} is a file; give a folder path.')
 
+    parent = osp.dirname(osp.abspath(path))
+    while not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise SystemExit(f'{option} {path} lies below the file {parent}; '
+                         'give a folder path.')
+
 
 class ConfigOptionsAction(DictAction):
-    """``DictAction`` that rejects an entry without ``=`` with a usage error.
+    """``DictAction`` that rejects entries it cannot parse with a usage error.
 
-    MMEngine's ``DictAction`` raises a bare ``ValueError`` with a traceback
-    for such an entry.
+    MMEngine's ``DictAction`` fails with a traceback on an entry without
+    ``=`` or without a key, and on a ``dict(...)`` value, which it cannot
+    parse.
     """
 
     def __call__(self, parser: argparse.ArgumentParser,
                  namespace: argparse.Namespace, values: Sequence[str],
                  option_string: Optional[str] = None) -> None:
         for entry in values:
-            if '=' not in entry:
+            key, separator, value = entry.partition('=')
+            if not separator or not key.strip():
                 parser.error(
                     f'{option_string} takes KEY=VALUE entries, got {entry!r}. '
                     'For example: model.backbone.threshold=0.9')
-        super().__call__(parser, namespace, values, option_string)
+            if value.strip().startswith('dict('):
+                self._reject_dict(parser, option_string, entry)
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except RecursionError:
+            self._reject_dict(parser, option_string, ' '.join(values))
+
+    @staticmethod
+    def _reject_dict(parser: argparse.ArgumentParser,
+                     option_string: Optional[str], entry: str) -> None:
+        """Exit with the usage error for a ``dict(...)`` value."""
+        parser.error(
+            f'{option_string} cannot parse a dict(...) value: {entry}. Set '
+            'the keys of a dict one by one, for example '
+            'model.backbone.init_cfg.checkpoint=PATH.')

@@ -150,7 +150,8 @@ def test_stated_source_grid_used():
 def test_stated_grid_of_wrong_size_raises():
     with pytest.raises(ValueError, match='24 patch entries.*3x6 has 18'):
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
-                               {'pos_embed': (5, 6)}, source_grids={'pos_embed': (3, 6)})
+                               {'pos_embed': (5, 6)},
+                               source_grids={'pos_embed': (3, 6)})
 
 
 def test_init_cfg_grid_loads_nonsquare_file(tmp_path):
@@ -365,7 +366,8 @@ def test_convert_tool_rejects_bad_paths(tmp_path, official_file):
                                   (True, 6), (4.0, 6)])
 def test_stated_grid_malformed_raises(tmp_path, grid):
     message = (r'pos_embed_grid must be \(rows, columns\) with two positive '
-               rf'whole numbers, such as \(32, 32\), got {re.escape(repr(grid))}')
+               r'whole numbers, such as \(32, 32\), got ' +
+               re.escape(repr(grid)))
     with pytest.raises(ValueError, match=message):
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
                                {'pos_embed': (5, 6)},
@@ -436,3 +438,28 @@ def test_pos_embed_of_wrong_rank_raises():
              'cls_token': torch.zeros(1, 1, 8)}
     with pytest.raises(ValueError, match=r"pos_embed has shape \(197, 8\)"):
         convert_vim_state_dict(state, {'pos_embed': (14, 14)})
+
+
+def test_convert_tool_rejects_converted_file(tmp_path, official_file):
+    path, _ = official_file
+    converted = tmp_path / 'converted.pth'
+    assert _convert(path, converted, '--img-size', '64').returncode == 0
+
+    result = _convert(converted, tmp_path / 'again.pth')
+
+    assert result.returncode != 0
+    assert 'was already converted by this tool' in result.stderr
+    assert not (tmp_path / 'again.pth').exists()
+
+
+def test_convert_tool_rejects_non_square_patches(tmp_path):
+    state = official_vim_state_dict()
+    state['patch_embed.proj.weight'] = torch.zeros(WIDTH, 3, 8, 16)
+    path = tmp_path / 'wide_patches.pth'
+    torch.save({'model': state}, path)
+
+    result = _convert(path, tmp_path / 'out.pth', '--patch-size', '8')
+
+    assert result.returncode != 0
+    assert 'embeds 8x16 patches; mmscope supports square patches only' in \
+        result.stderr

@@ -181,6 +181,10 @@ def test_init_cfg_reads_runner_checkpoint_when_allowed(seg_checkpoint,
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, saved[f'backbone.{key}']), key
 
+    del backbone_cfg['init_cfg']['prefix']
+    with pytest.raises(RuntimeError, match="add prefix='backbone.'"):
+        MambaScope(**backbone_cfg).init_weights()
+
 
 def test_visualize_scope_output_names(tmp_path):
     import importlib.util

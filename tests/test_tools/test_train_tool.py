@@ -131,9 +131,17 @@ def test_tools_check_config_and_work_dir(tmp_path):
         'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file))
     assert "--cfg-options takes KEY=VALUE entries, got 'foo'" in _tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options', 'foo')
-    assert 'train_cfg.max_iters must be at least 1, got -1' in _tool_error(
+    for value in ('-1', "'abc'", '2.5'):
+        assert 'train_cfg.max_iters must be a whole number of at least 1' in \
+            _tool_error('tools/train.py', SEG_CONFIG, '--cfg-options',
+                        f'train_cfg.max_iters={value}')
+    assert 'cannot parse a dict(...) value' in _tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options',
-        'train_cfg.max_iters=-1')
+        "model.backbone.init_cfg=dict(type='Pretrained')")
+    assert 'takes KEY=VALUE entries' in _tool_error(
+        'tools/train.py', SEG_CONFIG, '--cfg-options', '=5')
+    assert 'lies below the file' in _tool_error(
+        'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file / 'sub'))
 
 
 def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):

@@ -140,7 +140,7 @@ def main() -> int:
     try:
         model = init_scope_model(cfg, args.checkpoint, device)
     except ValueError as error:
-        raise SystemExit(f'{args.config}: {error}') from error
+        raise SystemExit(str(error)) from error
     os.makedirs(args.out_dir, exist_ok=True)
     names = output_names(paths)
 

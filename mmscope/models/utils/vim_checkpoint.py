@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mmscope.models.layers.pos_embed import resample_pos_embed
-from mmscope.utils.checkpoint_match import (inner_state_dict,
+from mmscope.utils.checkpoint_match import (inner_state_dict, listed_keys,
                                             state_dict_differences)
 
 # Keys of the official classification checkpoints that dense models drop.
@@ -53,7 +53,8 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     return OrderedDict(state_dict)
 
 
-def checked_grid(grid: object, name: str = 'pos_embed_grid') -> Tuple[int, int]:
+def checked_grid(grid: object,
+                 name: str = 'pos_embed_grid') -> Tuple[int, int]:
     """Return ``grid`` as (rows, columns) after checking it.
 
     Args:
@@ -198,6 +199,19 @@ def convert_vim_state_dict(
     return converted, dropped
 
 
+def _loading_fix(missing: List[str], unexpected: List[str]) -> str:
+    """Return the advice for a checkpoint that does not fit the backbone."""
+    unexpected_keys = set(unexpected)
+    if any(f'backbone.{key}' in unexpected_keys for key in missing):
+        return ("The checkpoint's keys start with 'backbone.', as in a "
+                'checkpoint of a whole model that tools/train.py wrote: add '
+                "prefix='backbone.' to init_cfg (init_cfg.prefix=backbone. in "
+                '--cfg-options).')
+    return ('Check that the checkpoint and the backbone arch (embed_dims, '
+            'num_layers, state_size, expand, patch_size) agree, or convert an '
+            'official Vim checkpoint with tools/convert_vim_checkpoint.py.')
+
+
 def load_state_dict_checked(module: nn.Module,
                             state_dict: Dict[str, torch.Tensor],
                             allowed_missing: Iterable[str] = (),
@@ -226,18 +240,19 @@ def load_state_dict_checked(module: nn.Module,
 
     problems = []
     if bad_missing:
-        problems.append(f'missing keys: {bad_missing}')
+        problems.append(f'{len(bad_missing)} missing keys: '
+                        f'{listed_keys(bad_missing)}')
     if unexpected:
-        problems.append(f'unexpected keys: {unexpected}')
+        problems.append(f'{len(unexpected)} unexpected keys: '
+                        f'{listed_keys(unexpected)}')
     if mismatched:
-        problems.append(f'shape mismatches: {mismatched}')
+        problems.append(f'{len(mismatched)} shape mismatches: '
+                        f'{listed_keys(mismatched)}')
     if problems:
         raise RuntimeError(
             f'Cannot load {source} into {type(module).__name__}: ' +
-            '; '.join(problems) + '. Check that the checkpoint and the '
-            'backbone arch (embed_dims, num_layers, state_size, expand, '
-            'patch_size) agree, or convert the checkpoint with '
-            'tools/convert_vim_checkpoint.py.')
+            '; '.join(problems) + '. ' +
+            _loading_fix(bad_missing, unexpected))
 
     module.load_state_dict(state_dict, strict=False)
     return missing
