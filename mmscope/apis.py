@@ -1,8 +1,11 @@
 """Model loading and single-image inference for mmseg and mmdet configs."""
 import copy
+import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
+import cv2
+import numpy as np
 import torch
 from mmengine.config import Config
 
@@ -103,17 +106,86 @@ def init_scope_model(cfg: Config, checkpoint: Optional[str],
     return model
 
 
+def check_image_list(images: Sequence) -> None:
+    """Check a list of images: all paths or all arrays, none empty.
+
+    The mmseg and mmdet APIs choose the loading step from the first item, so
+    a list that mixes paths and arrays cannot run.
+
+    Args:
+        images: List or tuple of paths or arrays.
+    """
+    if not images:
+        raise ValueError('missing images: the list is empty. Give at least '
+                         'one path or array')
+    kinds = {isinstance(item, np.ndarray) for item in images}
+    if len(kinds) > 1:
+        raise ValueError('invalid list of images: it mixes paths and '
+                         'arrays. Give all paths or all arrays')
+    for item in images:
+        if isinstance(item, (list, tuple)):
+            raise TypeError('invalid image: got a nested list. Give a path '
+                            'or a numpy array')
+        check_image(item)
+
+
+def check_image(image) -> None:
+    """Raise a clear error for an image the inference APIs cannot read.
+
+    Args:
+        image: Path, array of shape (H, W), (H, W, 1) or (H, W, 3), or a
+            list or tuple of these.
+
+    Raises:
+        FileNotFoundError: If a path is not a file.
+        ValueError: If a file is not an image OpenCV reads, or an array has
+            a shape or dtype the pipelines cannot use.
+        TypeError: If the image is neither a path nor an array.
+    """
+    if isinstance(image, (list, tuple)):
+        check_image_list(image)
+        return
+
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'image file not found: {path!r}')
+        if not cv2.haveImageReader(path):
+            raise ValueError(f'invalid image file {path!r}: OpenCV cannot '
+                             'read it. Give a JPEG or PNG file')
+        return
+
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f'invalid image: got {type(image).__name__}. Give '
+                        'a path or a numpy array')
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if image.ndim not in (2, 3) or channels not in (1, 3):
+        raise ValueError(f'invalid image shape {image.shape}. Give (H, W) '
+                         'or (H, W, 3) in BGR order, for example '
+                         'cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) for an '
+                         'image with an alpha channel')
+    if min(image.shape[:2]) == 0:
+        raise ValueError(f'invalid image shape {image.shape}: height and '
+                         'width must be at least 1')
+    if image.dtype.kind not in 'uif':
+        raise ValueError(f'invalid image dtype {image.dtype}. Give uint8 '
+                         'or float values')
+
+
 def infer_image(model: torch.nn.Module, cfg: Config, image):
     """Run the standard single-image inference API of the config's task.
 
     Args:
         model: Model from :func:`init_scope_model`.
         cfg: Its config.
-        image: Path or RGB/BGR array accepted by the mmseg/mmdet APIs.
+        image: Path or BGR array accepted by the mmseg/mmdet APIs, or a list
+            of them.
 
     Returns:
-        The prediction data sample.
+        The prediction data sample, or a list of them for a list of images.
     """
+    check_image(image)
+
     # The mmseg and mmdet APIs edit the model's config for array inputs
     # (they swap the first pipeline step), which breaks later calls with a
     # path. They get a copy, and the model keeps its config.

@@ -197,3 +197,18 @@ def test_out_folder_rejected(tmp_path):
 
     assert result.returncode == 2
     assert 'is a folder' in result.stderr
+
+
+def test_out_keeps_old_report(tmp_path):
+    check_gpu = _load_script()
+    old = tmp_path / 'old.md'
+    old.write_text('earlier report\n')
+    new = tmp_path / 'sub' / 'new.md'
+
+    check_gpu.parse_args(['--device', 'cpu', '--out', str(old)])
+    check_gpu.parse_args(['--device', 'cpu', '--out', str(new)])
+
+    # The old report stays until a finished run replaces it, and no empty
+    # report is left behind by the check alone.
+    assert old.read_text() == 'earlier report\n'
+    assert not new.exists()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from mmengine.config import Config
 
@@ -206,3 +207,46 @@ def test_visualize_scope_output_names(tmp_path):
                                                        'b/x.jpg')]
     assert [names[path] for path in paths] == [
         'a__x_scope.png', 'y_scope.png', 'b__x_scope.png']
+
+
+@pytest.mark.parametrize('make_image, error, message', [
+    (lambda photo, folder: np.zeros((0, 0, 3), np.uint8), ValueError,
+     'height and width must be at least 1'),
+    (lambda photo, folder: np.dstack([photo, photo[..., :1]]), ValueError,
+     'COLOR_BGRA2BGR'),
+    (lambda photo, folder: photo > 0, ValueError, 'dtype bool'),
+    (lambda photo, folder: str(folder / 'missing.jpg'), FileNotFoundError,
+     'missing.jpg'),
+    (lambda photo, folder: folder / 'text.jpg', ValueError,
+     'OpenCV cannot read it'),
+    (lambda photo, folder: [dict(img=photo)], TypeError, 'got dict'),
+    (lambda photo, folder: [photo, PHOTOS[1]], ValueError,
+     'mixes paths and'),
+    (lambda photo, folder: [], ValueError, 'the list is empty'),
+])
+def test_infer_image_rejects_bad_images(tmp_path, make_image, error,
+                                        message):
+    from mmscope.apis import infer_image, init_scope_model
+
+    (tmp_path / 'text.jpg').write_text('not an image')
+    image = make_image(cv2.imread(PHOTOS[0]), tmp_path)
+    cfg = _reduced_config()
+    model = init_scope_model(cfg, None, 'cpu')
+
+    with pytest.raises(error, match=message):
+        infer_image(model, cfg, image)
+
+
+def test_infer_image_accepts_gray_and_lists(seg_checkpoint):
+    from mmscope.apis import infer_image, init_scope_model
+
+    cfg = _reduced_config()
+    model = init_scope_model(cfg, seg_checkpoint, 'cpu')
+    photo = cv2.imread(PHOTOS[0])
+
+    gray = infer_image(model, cfg, photo[..., 0])
+    both = infer_image(model, cfg, [photo, photo[:, ::-1].copy()])
+
+    assert gray.pred_sem_seg.shape == photo.shape[:2]
+    assert len(both) == 2
+    assert both[1].pred_sem_seg.shape == photo.shape[:2]

@@ -199,16 +199,23 @@ def check_args(parser: argparse.ArgumentParser,
 
 
 def prepare_output(parser: argparse.ArgumentParser, out: str) -> Path:
-    """Create the report file now, so a bad path fails before the run."""
+    """Check that the report file can be written, so a bad path fails now.
+
+    An existing report is kept until the new one replaces it at the end.
+    """
     path = Path(out)
     if out.endswith(('/', '\\')) or path.is_dir():
         parser.error(f'--out {out} is a folder: give a file name such as '
                      'gpu_check.md')
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text('', encoding='utf-8')
+        with path.open('a', encoding='utf-8'):
+            pass
     except OSError as error:
         parser.error(f'--out {out} cannot be written: {error}')
+    if not existed:
+        path.unlink()
     return path
 
 
@@ -443,8 +450,8 @@ def skipped(check: str, case: str, tolerance: float, reason: str,
 
 
 def backend_rows(check: str, label: str, run: Callable[[Callable], Results],
-                 candidate: Candidate, expected: Results, tolerance: float,
-                 required: bool) -> List[Row]:
+                 candidate: Candidate, expected: Callable[[], Results],
+                 tolerance: float, required: bool) -> List[Row]:
     """Compare one function with the torch backend's results, or skip it.
 
     Args:
@@ -452,7 +459,8 @@ def backend_rows(check: str, label: str, run: Callable[[Callable], Results],
         label: The case of the row.
         run: Runs a function on the row's inputs and returns its results.
         candidate: The function to compare, or why it cannot run.
-        expected: Results of the torch backend on the same inputs.
+        expected: Returns the torch backend's results on the same inputs.
+            It is called only when the candidate runs.
         tolerance: Largest relative error that passes.
         required: Fail, rather than skip, when the function cannot run.
 
@@ -461,8 +469,14 @@ def backend_rows(check: str, label: str, run: Callable[[Callable], Results],
     """
     if candidate.function is None:
         return [skipped(check, label, tolerance, candidate.reason, required)]
-    return [compare(check, label, run(candidate.function), expected,
+    return [compare(check, label, run(candidate.function), expected(),
                     tolerance)]
+
+
+def cached_run(run: Callable[[Callable], Results],
+               function: Callable) -> Callable[[], Results]:
+    """Return a function that runs ``function`` once and keeps the results."""
+    return functools.cache(lambda: run(function))
 
 
 def scan_backend(ops: ModuleType, backend: str) -> Callable:
@@ -496,7 +510,7 @@ def scan_rows(ops: ModuleType, args: argparse.Namespace,
             def run(scan: Callable, case: ScanCase = case) -> Results:
                 return run_scan(scan, case, args.device, args.seed)
 
-            torch_result = run(scan_backend(ops, 'torch'))
+            torch_result = cached_run(run, scan_backend(ops, 'torch'))
             rows += backend_rows('scan: cuda vs torch', label, run, cuda,
                                  torch_result, args.tolerance,
                                  args.require_kernels)
@@ -508,7 +522,7 @@ def scan_rows(ops: ModuleType, args: argparse.Namespace,
                 cpu_result = run_scan(scan_backend(ops, 'torch'), case,
                                       torch.device('cpu'), args.seed)
                 rows.append(compare(f'scan: torch, {args.device} vs cpu',
-                                    label, torch_result, cpu_result,
+                                    label, torch_result(), cpu_result,
                                     args.device_tolerance))
     rows += half_scan_rows(ops, args, cuda)
     return rows
@@ -527,13 +541,8 @@ def half_scan_rows(ops: ModuleType, args: argparse.Namespace,
             def run(scan: Callable, case: ScanCase = case) -> Results:
                 return run_scan(scan, case, args.device, args.seed)
 
-            if cuda.function is None:
-                rows.append(skipped('scan: cuda vs torch', label,
-                                    args.half_tolerance, cuda.reason,
-                                    args.require_kernels))
-                continue
             rows += backend_rows('scan: cuda vs torch', label, run, cuda,
-                                 run(scan_backend(ops, 'torch')),
+                                 cached_run(run, scan_backend(ops, 'torch')),
                                  args.half_tolerance, args.require_kernels)
     return rows
 
@@ -558,7 +567,7 @@ def conv_rows(ops: ModuleType, args: argparse.Namespace,
                     return run_conv(conv, inputs, activation, args.device,
                                     args.seed)
 
-                torch_result = run(conv_backend(ops, 'torch'))
+                torch_result = cached_run(run, conv_backend(ops, 'torch'))
                 rows += backend_rows('conv1d: cuda vs torch', label, run,
                                      cuda, torch_result, args.tolerance,
                                      args.require_kernels)
@@ -571,7 +580,7 @@ def conv_rows(ops: ModuleType, args: argparse.Namespace,
                                           activation, torch.device('cpu'),
                                           args.seed)
                     rows.append(compare(f'conv1d: torch, {args.device} vs '
-                                        'cpu', label, torch_result,
+                                        'cpu', label, torch_result(),
                                         cpu_result, args.device_tolerance))
     return rows
 
