@@ -8,11 +8,11 @@
 #
 # 'fetch' downloads the pinned source archives from PyPI into DIR (default
 # .kernels in the repository) and checks their SHA-256 sums. 'build' checks
-# the sums again, builds the archives from DIR without any network access and
-# installs them into the Python
-# given by $PYTHON (default python3), which must hold a CUDA build of PyTorch,
-# einops, triton, transformers, ninja and packaging. Copying DIR to a machine
-# without network access and running 'build' there is enough.
+# the sums again, builds the archives from DIR without any network access
+# and installs them into the Python given by $PYTHON (default python3), which
+# must hold a CUDA build of PyTorch, einops, triton, transformers, ninja and
+# packaging. Copying DIR to a machine without network access and running
+# 'build' there is enough.
 #
 # Both packages compile for six to nine GPU architectures by default. 'build'
 # compiles only for one: $CUDA_ARCH (for example 9.0 for an H100 or H200), or

@@ -141,7 +141,8 @@ def run_inference(task: str, config_args: List[str], checkpoint: str,
     allow_runner_checkpoints()
 
     parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
+    parser.add_argument('--cfg-options', nargs='+',
+                        action=ConfigOptionsAction)
     overrides = parser.parse_args(['--cfg-options', *config_args]).cfg_options
     cfg = load_config(TASKS[task]['config'], overrides)
     photo = osp.join(REPO_ROOT, TASKS[task]['photo'])

@@ -8,7 +8,7 @@ import argparse
 import os.path as osp
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_matches, load_runner_config)
+                           check_checkpoint_fits, load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,10 +31,7 @@ def main() -> None:
     cfg = load_runner_config(args.config, args)
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
-    try:
-        check_checkpoint_matches(runner.model, args.checkpoint)
-    except ValueError as error:
-        raise SystemExit(str(error)) from error
+    check_checkpoint_fits(runner.model, args.checkpoint, 'checkpoint')
     runner.test()
 
 

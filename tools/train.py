@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_matches, check_input_file,
+                           check_checkpoint_fits, check_input_file,
                            load_runner_config)
 
 
@@ -69,10 +69,7 @@ def main() -> None:
 
     runner = build_runner(cfg)
     if args.resume not in (None, 'auto'):
-        try:
-            check_checkpoint_matches(runner.model, args.resume)
-        except ValueError as error:
-            raise SystemExit(f'--resume: {error}') from error
+        check_checkpoint_fits(runner.model, args.resume, '--resume')
     runner.train()
 
 

@@ -162,8 +162,9 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
         if contains_backbone_only(model, checkpoint):
             fix = ('It contains backbone weights only, such as an official '
                    'Vim checkpoint or one that '
-                   'tools/convert_vim_checkpoint.py wrote. Train from it with --cfg-options '
-                   "model.backbone.init_cfg.type=Pretrained "
+                   'tools/convert_vim_checkpoint.py wrote. Train from it '
+                   'with --cfg-options '
+                   'model.backbone.init_cfg.type=Pretrained '
                    f'model.backbone.init_cfg.checkpoint={path}, and give the '
                    'checkpoint of the whole trained model here.')
         raise ValueError(

@@ -4,6 +4,9 @@ import os.path as osp
 from typing import Optional, Sequence
 
 from mmengine.config import DictAction
+from torch import nn
+
+from .checkpoint_match import check_checkpoint_matches
 
 CONFIG_SUFFIXES = ('.py', '.json', '.yml', '.yaml')
 
@@ -56,6 +59,23 @@ def check_output_dir(path: str, option: str) -> None:
     if not osp.isdir(parent):
         raise SystemExit(f'{option} {path} lies below the file {parent}; '
                          'give a folder path.')
+
+
+def check_checkpoint_fits(model: nn.Module, path: str, option: str,
+                          hint: str = '') -> None:
+    """Exit with a message unless the checkpoint sets every weight of model.
+
+    Args:
+        model: The model the checkpoint is meant for.
+        path: The checkpoint file.
+        option: Name of the argument, used in the message.
+        hint: Sentences added to the message, with the fix that fits the
+            tool.
+    """
+    try:
+        check_checkpoint_matches(model, path)
+    except ValueError as error:
+        raise SystemExit(f'{option}: {error} {hint}'.rstrip()) from error
 
 
 class ConfigOptionsAction(DictAction):

@@ -66,10 +66,12 @@ def parse_args() -> argparse.Namespace:
         '--out', help='also write the report, without the log lines, to '
         'this file')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
+        '--cfg-options', nargs='+', action=ConfigOptionsAction,
+        default={},
         help='override entries of CONFIG, as in tools/test.py')
     parser.add_argument(
-        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction, default={},
+        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction,
+        default={},
         help='override entries of the baseline config')
     return parser.parse_args()
 

@@ -28,7 +28,7 @@ from mmscope.analysis.threshold_sweep import (check_sweep_config,
 from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
 from mmscope.utils import (ConfigOptionsAction, build_runner,
-                           check_checkpoint_matches, check_config_file,
+                           check_checkpoint_fits, check_config_file,
                            check_input_file, check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
@@ -61,10 +61,12 @@ def parse_args() -> argparse.Namespace:
         '--baseline-checkpoint', help='checkpoint of --baseline-config')
 
     parser.add_argument(
-        '--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
+        '--cfg-options', nargs='+', action=ConfigOptionsAction,
+        default={},
         help='override entries of CONFIG, as in tools/test.py')
     parser.add_argument(
-        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction, default={},
+        '--baseline-cfg-options', nargs='+', action=ConfigOptionsAction,
+        default={},
         help='override entries of --baseline-config')
     parser.add_argument(
         '--no-progress', action='store_true', help='hide the progress bar')
@@ -134,31 +136,15 @@ def load_configs(args: argparse.Namespace, out_dir: str):
     return cfg, baseline_cfg
 
 
-def checked_checkpoint(runner: Runner, checkpoint: str, option: str,
-                       hint: str) -> None:
-    """Exit with a clear message if ``checkpoint`` does not fit the model.
-
-    Args:
-        runner: Runner with the model built from the config.
-        checkpoint: Checkpoint file to check.
-        option: Name of the checkpoint argument, used in the message.
-        hint: Closing sentences of the message, with the fix to apply.
-    """
-    try:
-        check_checkpoint_matches(runner.model, checkpoint)
-    except ValueError as error:
-        raise SystemExit(f'{option}: {error} {hint}') from error
-
-
 def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     """Run the model once over the test set and evaluate every threshold.
 
     Also writes ``sweep_images.csv`` with the confidence of every image.
     """
     runner = build_runner(cfg)
-    checked_checkpoint(runner, args.checkpoint, 'CHECKPOINT',
-                       'Pass the overrides of the model through '
-                       '--cfg-options.')
+    check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT',
+                          'Pass the overrides of the model through '
+                          '--cfg-options.')
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
     model = runner.model
     model.eval()
@@ -184,11 +170,11 @@ def evaluate_baseline(baseline_cfg: Config, args: argparse.Namespace,
                       out_dir: str) -> dict:
     """Test the Vim baseline with the standard test loop."""
     runner = build_runner(baseline_cfg)
-    checked_checkpoint(runner, args.baseline_checkpoint,
-                       '--baseline-checkpoint',
-                       'Pass the overrides of the baseline through '
-                       '--baseline-cfg-options. The sweep results are '
-                       f'already in {out_dir}.')
+    check_checkpoint_fits(runner.model, args.baseline_checkpoint,
+                          '--baseline-checkpoint',
+                          'Pass the overrides of the baseline through '
+                          '--baseline-cfg-options. The sweep results are '
+                          f'already in {out_dir}.')
     try:
         return runner.test()
     except FileNotFoundError as error:

@@ -45,7 +45,6 @@ class ScopeEncoderDecoder(EncoderDecoder):
                                                       'coarse_loss_weight')
         self.distill_loss_weight = checked_loss_weight(
             distill_loss_weight, 'distill_loss_weight')
-        # Backbone records of each encode_decode call of one predict.
         # Backbone records of each encode_decode call, collected only while
         # predict runs.
         self._call_records: Optional[List[List[dict]]] = None
