@@ -2,7 +2,7 @@
 import copy
 import os
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -30,6 +30,27 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
         cfg.merge_from_dict(dict(cfg_options))
     adapt_config_to_device(cfg)
     return cfg
+
+
+def config_copy(cfg: Union[Config, str, os.PathLike]) -> Config:
+    """Return a copy of ``cfg`` that can be changed, or load it from a path.
+
+    Args:
+        cfg: Config from :func:`load_config`, or the path of a config file.
+
+    Returns:
+        A config that shares no objects with ``cfg``.
+
+    Raises:
+        TypeError: If ``cfg`` is neither a config nor a path.
+    """
+    if isinstance(cfg, (str, os.PathLike)):
+        return load_config(os.fspath(cfg))
+    if not isinstance(cfg, Config):
+        raise TypeError(f'invalid cfg: got {type(cfg).__name__}. Give a '
+                        'config from mmscope.apis.load_config or the path '
+                        'of a config file')
+    return copy.deepcopy(cfg)
 
 
 def task_of(cfg: Config) -> str:
@@ -71,12 +92,29 @@ def checked_device(device: Optional[str]) -> str:
     return device
 
 
-def init_scope_model(cfg: Config, checkpoint: Optional[str],
+def check_local_checkpoint(path: str) -> None:
+    """Raise unless ``path`` is a file that starts like a PyTorch checkpoint.
+
+    Raises:
+        FileNotFoundError: If ``path`` is a folder or does not exist.
+        ValueError: If the file is not a PyTorch checkpoint.
+    """
+    if osp.isdir(path):
+        raise FileNotFoundError(f'checkpoint {path!r} is a folder; give the '
+                                'path of a .pth file in it')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+    check_checkpoint_file(path)
+
+
+def init_scope_model(cfg: Union[Config, str, os.PathLike],
+                     checkpoint: Optional[str],
                      device: Optional[str] = None) -> torch.nn.Module:
     """Build a segmentor or detector from ``cfg`` and load ``checkpoint``.
 
     Args:
-        cfg: Config from :func:`load_config`.
+        cfg: Config from :func:`load_config`, or the path of a config file.
+            It is not modified.
         checkpoint: Checkpoint written by ``tools/train.py``, or ``None`` to
             keep the weights the model's constructors initialise.
         device: ``'cpu'``, ``'cuda'`` or ``None`` for CUDA when available.
@@ -85,13 +123,17 @@ def init_scope_model(cfg: Config, checkpoint: Optional[str],
         The model in evaluation mode.
 
     Raises:
+        FileNotFoundError: If a local checkpoint file does not exist.
         ValueError: If the device is not available, the checkpoint is not a
             PyTorch checkpoint, or it lacks weights of the model or has
             other shapes for them.
     """
+    # The mmseg and mmdet APIs edit the config they build from, so they get
+    # a copy and the caller's config keeps its init_cfg and train_cfg.
+    cfg = config_copy(cfg)
     device = checked_device(device)
-    if checkpoint is not None and osp.isfile(checkpoint):
-        check_checkpoint_file(checkpoint)
+    if checkpoint is not None and '://' not in str(checkpoint):
+        check_local_checkpoint(str(checkpoint))
     allow_runner_checkpoints()
     with damaged_file_errors(str(checkpoint)):
         if task_of(cfg) == 'seg':
@@ -106,7 +148,7 @@ def init_scope_model(cfg: Config, checkpoint: Optional[str],
     return model
 
 
-def check_image_list(images: Sequence) -> None:
+def check_image_list(images: Sequence, gray_allowed: bool = True) -> None:
     """Check a list of images: all paths or all arrays, none empty.
 
     The mmseg and mmdet APIs choose the loading step from the first item, so
@@ -114,6 +156,7 @@ def check_image_list(images: Sequence) -> None:
 
     Args:
         images: List or tuple of paths or arrays.
+        gray_allowed: Whether arrays without a colour axis are accepted.
     """
     if not images:
         raise ValueError('missing images: the list is empty. Give at least '
@@ -126,24 +169,61 @@ def check_image_list(images: Sequence) -> None:
         if isinstance(item, (list, tuple)):
             raise TypeError('invalid image: got a nested list. Give a path '
                             'or a numpy array')
-        check_image(item)
+        check_image(item, gray_allowed)
 
 
-def check_image(image) -> None:
+def check_image_array(image: np.ndarray, gray_allowed: bool = True) -> None:
+    """Raise a clear error for an array the inference pipelines cannot use.
+
+    Args:
+        image: BGR array of shape (H, W, 3), or (H, W) or (H, W, 1) where
+            ``gray_allowed``, with uint8 or finite float values.
+        gray_allowed: Whether arrays without a colour axis are accepted.
+            mmseg's pipeline takes them, and mmdet's data preprocessor needs
+            three channels.
+
+    Raises:
+        ValueError: If the shape, dtype or values do not fit.
+    """
+    gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)
+    colour = image.ndim == 3 and image.shape[2] == 3
+    if not (colour or (gray and gray_allowed)):
+        accepted = '(H, W), (H, W, 1) or (H, W, 3)' if gray_allowed else (
+            '(H, W, 3)')
+        raise ValueError(
+            f'invalid image shape {image.shape}. Give {accepted} in BGR '
+            'order, for example cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) for '
+            'an image with an alpha channel or cv2.COLOR_GRAY2BGR for a '
+            'grey one')
+    if min(image.shape[:2]) == 0:
+        raise ValueError(f'invalid image shape {image.shape}: height and '
+                         'width must be at least 1')
+    if image.dtype != np.uint8 and image.dtype.kind != 'f':
+        raise ValueError(
+            f'invalid image dtype {image.dtype}. Give uint8 values, or '
+            'float values on the same 0 to 255 scale, for example '
+            '(image / 256).astype(np.uint8) for a 16-bit image')
+    if image.dtype.kind == 'f' and not np.isfinite(image).all():
+        raise ValueError('invalid image values: the array holds NaN or '
+                         'infinite values. Give finite values')
+
+
+def check_image(image, gray_allowed: bool = True) -> None:
     """Raise a clear error for an image the inference APIs cannot read.
 
     Args:
-        image: Path, array of shape (H, W), (H, W, 1) or (H, W, 3), or a
-            list or tuple of these.
+        image: Path, array as :func:`check_image_array` describes, or a list
+            or tuple of these.
+        gray_allowed: Whether arrays without a colour axis are accepted.
 
     Raises:
         FileNotFoundError: If a path is not a file.
         ValueError: If a file is not an image OpenCV reads, or an array has
-            a shape or dtype the pipelines cannot use.
+            a shape, dtype or values the pipelines cannot use.
         TypeError: If the image is neither a path nor an array.
     """
     if isinstance(image, (list, tuple)):
-        check_image_list(image)
+        check_image_list(image, gray_allowed)
         return
 
     if isinstance(image, (str, os.PathLike)):
@@ -158,33 +238,24 @@ def check_image(image) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(f'invalid image: got {type(image).__name__}. Give '
                         'a path or a numpy array')
-    channels = image.shape[2] if image.ndim == 3 else 1
-    if image.ndim not in (2, 3) or channels not in (1, 3):
-        raise ValueError(f'invalid image shape {image.shape}. Give (H, W) '
-                         'or (H, W, 3) in BGR order, for example '
-                         'cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) for an '
-                         'image with an alpha channel')
-    if min(image.shape[:2]) == 0:
-        raise ValueError(f'invalid image shape {image.shape}: height and '
-                         'width must be at least 1')
-    if image.dtype.kind not in 'uif':
-        raise ValueError(f'invalid image dtype {image.dtype}. Give uint8 '
-                         'or float values')
+    check_image_array(image, gray_allowed)
 
 
-def infer_image(model: torch.nn.Module, cfg: Config, image):
+def infer_image(model: torch.nn.Module, cfg: Union[Config, str, os.PathLike],
+                image):
     """Run the standard single-image inference API of the config's task.
 
     Args:
         model: Model from :func:`init_scope_model`.
-        cfg: Its config.
+        cfg: Its config, or the path of the config file.
         image: Path or BGR array accepted by the mmseg/mmdet APIs, or a list
-            of them.
+            of them. Detection needs three colour channels.
 
     Returns:
         The prediction data sample, or a list of them for a list of images.
     """
-    check_image(image)
+    task = task_of(cfg if isinstance(cfg, Config) else config_copy(cfg))
+    check_image(image, gray_allowed=task == 'seg')
 
     # The mmseg and mmdet APIs edit the model's config for array inputs
     # (they swap the first pipeline step), which breaks later calls with a
@@ -192,7 +263,7 @@ def infer_image(model: torch.nn.Module, cfg: Config, image):
     model_cfg = model.cfg
     model.cfg = copy.deepcopy(model_cfg)
     try:
-        if task_of(cfg) == 'seg':
+        if task == 'seg':
             from mmseg.apis import inference_model
             return inference_model(model, image)
 

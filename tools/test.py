@@ -5,10 +5,10 @@ Example:
         --cfg-options model.backbone.threshold=0.9
 """
 import argparse
-import os.path as osp
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_fits, load_runner_config)
+                           check_checkpoint_fits, check_checkpoint_input,
+                           load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,13 +22,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if osp.isdir(args.checkpoint):
-        raise SystemExit(f'{args.checkpoint} is a folder; give the path of a '
-                         'checkpoint file such as WORK_DIR/iter_160000.pth.')
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'Checkpoint file not found: {args.checkpoint}')
-
     cfg = load_runner_config(args.config, args)
+    check_checkpoint_input(args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint, 'checkpoint')

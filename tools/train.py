@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_fits, check_input_file,
+                           check_checkpoint_fits, check_checkpoint_input,
                            load_runner_config)
 
 
@@ -49,7 +49,7 @@ def check_train_length(cfg: Config) -> None:
 def main() -> None:
     args = parse_args()
     if args.resume != 'auto':
-        check_input_file(args.resume, '--resume')
+        check_checkpoint_input(args.resume, '--resume')
     cfg = load_runner_config(args.config, args)
     check_train_length(cfg)
 

@@ -1,8 +1,9 @@
 from .checkpoint_match import (check_checkpoint_matches,
                                checkpoint_mismatches, state_dict_differences)
 from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
-                         check_config_file, check_input_file,
-                         check_output_dir, check_output_file)
+                         check_checkpoint_input, check_config_file,
+                         check_input_file, check_output_dir,
+                         check_output_file)
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
@@ -12,7 +13,7 @@ from .runner_setup import (add_runner_arguments, build_runner,
 __all__ = [
     'ConfigOptionsAction', 'adapt_config_to_device', 'add_runner_arguments',
     'allow_runner_checkpoints', 'build_runner', 'check_checkpoint_fits',
-    'check_checkpoint_matches',
+    'check_checkpoint_input',    'check_checkpoint_matches',
     'check_config_file', 'checkpoint_mismatches',
     'check_input_file', 'check_output_dir', 'check_output_file',
     'init_cpu_process_group', 'load_runner_config', 'replace_sync_bn',

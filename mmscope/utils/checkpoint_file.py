@@ -1,4 +1,5 @@
 """Checks that a file is a PyTorch checkpoint, with clear messages."""
+import errno
 import os
 from contextlib import contextmanager
 from typing import Iterator
@@ -47,6 +48,18 @@ def check_checkpoint_file(path: str) -> None:
         f'{path} is not a PyTorch checkpoint file: {reason}. {WHICH_FILES}')
 
 
+def _is_damaged_archive_error(error: Exception) -> bool:
+    """Return whether ``torch.load`` failed on a damaged zip archive.
+
+    PyTorch reports a damaged archive through its stream reader. An archive
+    cut short can also make it seek before the start of the file, which the
+    system rejects as an invalid argument.
+    """
+    if isinstance(error, OSError):
+        return error.errno == errno.EINVAL
+    return 'PytorchStreamReader' in str(error)
+
+
 @contextmanager
 def damaged_file_errors(path: str) -> Iterator[None]:
     """Turn the errors of a truncated or damaged checkpoint into ValueError.
@@ -56,7 +69,7 @@ def damaged_file_errors(path: str) -> Iterator[None]:
 
     Raises:
         ValueError: If loading fails because the file ends early or its zip
-            archive is damaged.
+            archive is damaged or cut short.
     """
     try:
         yield
@@ -64,9 +77,8 @@ def damaged_file_errors(path: str) -> Iterator[None]:
         raise ValueError(
             f'{path} ends early: it is truncated or damaged ({error}). Copy '
             'or download it again.') from error
-    except RuntimeError as error:
-        # PyTorch reports damaged zip archives through its stream reader.
-        if 'PytorchStreamReader' not in str(error):
+    except (RuntimeError, OSError) as error:
+        if not _is_damaged_archive_error(error):
             raise
         raise ValueError(
             f'{path} is a damaged or truncated checkpoint ({error}). Copy or '

@@ -20,6 +20,11 @@ from .checkpoint_file import check_checkpoint_file, damaged_file_errors
 LISTED_KEYS = 8
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint file loads, but it does not set every weight of a model.
+    """
+
+
 def listed_keys(keys: List[str]) -> str:
     """Format the first keys of a list and how many there are."""
     listed = ', '.join(keys[:LISTED_KEYS])
@@ -138,9 +143,9 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
             ``state_dict``) or a bare state dict.
 
     Raises:
-        ValueError: If the file is not a PyTorch checkpoint or is damaged,
-            or if the checkpoint lacks keys of the model or has other shapes
-            for them.
+        ValueError: If the file is not a PyTorch checkpoint or is damaged.
+        CheckpointMismatchError: If the checkpoint lacks keys of the model
+            or has other shapes for them.
     """
     if '://' not in path:
         check_checkpoint_file(path)
@@ -167,7 +172,7 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
                    'model.backbone.init_cfg.type=Pretrained '
                    f'model.backbone.init_cfg.checkpoint={path}, and give the '
                    'checkpoint of the whole trained model here.')
-        raise ValueError(
+        raise CheckpointMismatchError(
             f'{path} does not contain the weights of this model: '
             + '; '.join(problems) + '. ' + fix)
     if unexpected:

@@ -6,7 +6,9 @@ from typing import Optional, Sequence
 from mmengine.config import DictAction
 from torch import nn
 
-from .checkpoint_match import check_checkpoint_matches
+from .checkpoint_file import check_checkpoint_file
+from .checkpoint_match import (CheckpointMismatchError,
+                               check_checkpoint_matches)
 
 CONFIG_SUFFIXES = ('.py', '.json', '.yml', '.yaml')
 
@@ -25,6 +27,25 @@ def check_input_file(path: Optional[str], option: str) -> None:
                          'file in it.')
     if not osp.isfile(path):
         raise SystemExit(f'{option}: file not found: {path}')
+
+
+def check_checkpoint_input(path: Optional[str], option: str) -> None:
+    """Exit with a message unless ``path`` is a PyTorch checkpoint file.
+
+    Only the first bytes are read, so a wrong file is reported before a
+    model is built.
+
+    Args:
+        path: Path to check; ``None`` passes.
+        option: Name of the argument, used in the message.
+    """
+    check_input_file(path, option)
+    if path is None:
+        return
+    try:
+        check_checkpoint_file(path)
+    except ValueError as error:
+        raise SystemExit(f'{option}: {error}') from error
 
 
 def check_config_file(path: Optional[str], option: str) -> None:
@@ -69,13 +90,15 @@ def check_checkpoint_fits(model: nn.Module, path: str, option: str,
         model: The model the checkpoint is meant for.
         path: The checkpoint file.
         option: Name of the argument, used in the message.
-        hint: Sentences added to the message, with the fix that fits the
-            tool.
+        hint: Sentences added to the message of a checkpoint that loads
+            but does not fit, with the fix that fits the tool.
     """
     try:
         check_checkpoint_matches(model, path)
-    except ValueError as error:
+    except CheckpointMismatchError as error:
         raise SystemExit(f'{option}: {error} {hint}'.rstrip()) from error
+    except ValueError as error:
+        raise SystemExit(f'{option}: {error}') from error
 
 
 class ConfigOptionsAction(DictAction):

@@ -55,9 +55,10 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
 def build_runner(cfg: Config) -> Runner:
     """Adapt ``cfg`` to this machine's devices and build its runner.
 
-    A setting that the model or a hook rejects with a ``ValueError`` (such
-    as ``model.backbone.refine_ratio=0``) ends the program with the message
-    alone, without the traceback through MMEngine's registries.
+    A setting that the model or a hook rejects with a ``ValueError`` or
+    ``TypeError`` (such as ``model.backbone.refine_ratio=0``, a string where
+    a number belongs, or a misspelt argument name) ends the program with the
+    message alone, without the traceback through MMEngine's registries.
     """
     adapt_config_to_device(cfg, cfg.launcher)
     allow_runner_checkpoints()
@@ -66,5 +67,5 @@ def build_runner(cfg: Config) -> Runner:
         if 'runner_type' in cfg:
             return RUNNERS.build(cfg)
         return Runner.from_cfg(cfg)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise SystemExit(f'Invalid setting: {error}') from error

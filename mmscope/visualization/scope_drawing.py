@@ -71,8 +71,8 @@ def describe_record(record: dict) -> str:
     if 'windows' in record:
         return (f"{record['num_windows']} sliding windows, "
                 f"{record['refined_windows']} refined; backbone "
-                f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
-                f"{record['vim_gflops']:.2f})")
+                f"{record['backbone_gflops']:.4g} GFLOPs (Vim "
+                f"{record['vim_gflops']:.4g})")
     if record['stopped']:
         decision = 'stopped at the coarse stage'
     else:
@@ -81,8 +81,8 @@ def describe_record(record: dict) -> str:
     return (f"confidence {record['confidence']:.3f}, {decision}; tokens: "
             f"coarse {record['num_coarse_tokens']}, fine "
             f"{record['num_fine_tokens']}; backbone "
-            f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
-            f"{record['vim_gflops']:.2f})")
+            f"{record['backbone_gflops']:.4g} GFLOPs (Vim "
+            f"{record['vim_gflops']:.4g})")
 
 
 def _put_banner(image: np.ndarray, text: str, color) -> None:

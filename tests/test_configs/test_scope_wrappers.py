@@ -130,8 +130,8 @@ def test_slide_predict_merges_windows():
 
     assert describe_record(record) == (
         f"{windows} sliding windows, {windows} refined; backbone "
-        f"{record['backbone_gflops']:.2f} GFLOPs (Vim "
-        f"{record['vim_gflops']:.2f})")
+        f"{record['backbone_gflops']:.4g} GFLOPs (Vim "
+        f"{record['vim_gflops']:.4g})")
     image = np.zeros((height, width, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match=f'merges {windows} sliding windows'):
         draw_scope_panels(image, record, (height, width))

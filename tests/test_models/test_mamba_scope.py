@@ -250,6 +250,15 @@ def test_invalid_budget():
         _scope(refine_budget=1.5)
 
 
+def test_nan_confidence_refines():
+    scope = _scope(threshold=0.5).eval()
+    confidence = torch.tensor([0.9, float('nan'), 0.1, 0.5])
+
+    refined = scope.decide_refinement(confidence)
+
+    assert refined.tolist() == [False, True, True, False]
+
+
 def test_non_numeric_threshold():
     with pytest.raises(TypeError, match="threshold must be a number, got 'abc'"):
         _scope(threshold='abc')

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from mmscope.apis import init_scope_model, load_config
-from mmscope.utils import check_checkpoint_matches, checkpoint_mismatches
+from mmscope.utils import (check_checkpoint_fits, check_checkpoint_matches,
+                           checkpoint_mismatches)
 from tests.reduced import SEG, cfg_options
 from tests.test_tools.test_train_tool import REPO_ROOT
 
@@ -109,9 +110,13 @@ def _broken_files(tmp_path, checkpoint):
     truncated = tmp_path / 'truncated.pth'
     content = checkpoint.read_bytes()
     truncated.write_bytes(content[:len(content) // 2])
+    # Cut this short, the zip archive makes PyTorch seek before the start.
+    short = tmp_path / 'short.pth'
+    short.write_bytes(content[:5000])
     return [(empty, 'is not a PyTorch checkpoint file: it is empty'),
             (text, 'does not start like a file that torch.save writes'),
-            (truncated, 'is a damaged or truncated checkpoint')]
+            (truncated, 'is a damaged or truncated checkpoint'),
+            (short, 'is a damaged or truncated checkpoint')]
 
 
 def test_broken_files_named(seg_checkpoint, tmp_path):
@@ -137,6 +142,8 @@ def test_test_tool_names_broken_file(seg_checkpoint, tmp_path):
     assert result.returncode == 1
     assert message in result.stderr
     assert 'Traceback' not in result.stderr
+    # The file is checked before the runner is built and logs its set-up.
+    assert 'System environment' not in result.stdout + result.stderr
 
 
 def test_backbone_only_checkpoint_gets_init_cfg_advice(seg_checkpoint,
@@ -167,3 +174,50 @@ def test_init_scope_model_checks_device(device, message):
 
     with pytest.raises(ValueError, match=message):
         init_scope_model(cfg, None, device)
+
+
+def test_fit_hint_only_for_mismatches(seg_checkpoint, tmp_path):
+    path, model = seg_checkpoint
+    text = tmp_path / 'notes.pth'
+    text.write_text('step 1: train the model\n')
+    other = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'decode_head.conv_seg.weight':
+                               torch.zeros(1)}}, other)
+
+    with pytest.raises(SystemExit) as error:
+        check_checkpoint_fits(model, str(text), 'CHECKPOINT', 'Add HINT.')
+    assert str(error.value).startswith('CHECKPOINT: ')
+    assert 'HINT' not in str(error.value)
+
+    with pytest.raises(SystemExit) as error:
+        check_checkpoint_fits(model, str(other), 'CHECKPOINT', 'Add HINT.')
+    assert 'missing keys' in str(error.value)
+    assert str(error.value).endswith('Add HINT.')
+
+
+def test_init_scope_model_keeps_caller_config(seg_checkpoint):
+    path, model = seg_checkpoint
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                       checkpoint='vim_t.pth')
+    before = cfg.to_dict()
+
+    built = init_scope_model(cfg, str(path), 'cpu')
+
+    assert cfg.to_dict() == before
+    for key, value in model.state_dict().items():
+        assert torch.equal(built.state_dict()[key], value), key
+
+
+def test_init_scope_model_takes_config_path(seg_checkpoint, tmp_path):
+    path, _ = seg_checkpoint
+
+    model = init_scope_model(str(REPO_ROOT / 'configs/ade20k/upernet_vim_t.py'),
+                             None, 'cpu')
+    assert type(model.backbone).__name__ == 'VisionMamba'
+
+    with pytest.raises(FileNotFoundError, match='is a folder'):
+        init_scope_model(load_config(str(REPO_ROOT / SEG_CONFIG), SEG),
+                         str(tmp_path), 'cpu')
+    with pytest.raises(TypeError, match='invalid cfg: got dict'):
+        init_scope_model({'model': {}}, None, 'cpu')

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from tests.reduced import RUNTIME, SEG, cfg_options
+from tests.reduced import DET, RUNTIME, SEG, cfg_options
 from tests.test_tools.test_train_tool import REPO_ROOT, _run
 
 SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
@@ -215,6 +215,12 @@ def test_visualize_scope_output_names(tmp_path):
     (lambda photo, folder: np.dstack([photo, photo[..., :1]]), ValueError,
      'COLOR_BGRA2BGR'),
     (lambda photo, folder: photo > 0, ValueError, 'dtype bool'),
+    (lambda photo, folder: photo.astype(np.uint16) * 256, ValueError,
+     'dtype uint16'),
+    (lambda photo, folder: photo.astype(np.int64), ValueError,
+     'dtype int64'),
+    (lambda photo, folder: np.where(photo > 9, photo, np.nan), ValueError,
+     'NaN or infinite'),
     (lambda photo, folder: str(folder / 'missing.jpg'), FileNotFoundError,
      'missing.jpg'),
     (lambda photo, folder: folder / 'text.jpg', ValueError,
@@ -250,3 +256,18 @@ def test_infer_image_accepts_gray_and_lists(seg_checkpoint):
     assert gray.pred_sem_seg.shape == photo.shape[:2]
     assert len(both) == 2
     assert both[1].pred_sem_seg.shape == photo.shape[:2]
+
+
+def test_infer_image_detection_needs_colour():
+    from mmscope.apis import infer_image, init_scope_model, load_config
+
+    cfg = load_config(
+        str(REPO_ROOT / 'configs/coco/mask_rcnn_mambascope_t_fpn_1x_coco.py'),
+        copy.deepcopy(DET))
+    model = init_scope_model(cfg, None, 'cpu')
+    photo = cv2.imread(PHOTOS[0])
+
+    with pytest.raises(ValueError, match=r'Give \(H, W, 3\)'):
+        infer_image(model, cfg, photo[..., 0])
+    with pytest.raises(ValueError, match='COLOR_GRAY2BGR'):
+        infer_image(model, cfg, photo[..., :1])

@@ -150,6 +150,10 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
         ('model.backbone.refine_ratio=0', 'refine_ratio must be in (0, 1]'),
         ('model.coarse_loss_weight=-1',
          'coarse_loss_weight must be a finite number of at least 0'),
+        ('model.backbone.threshold=abc',
+         "threshold must be a number, got 'abc'"),
+        ('model.backbone.treshold=0.5',
+         "unexpected keyword argument 'treshold'"),
     ]:
         stderr = _tool_error('tools/train.py', scope_config, '--work-dir',
                              str(tmp_path), '--cfg-options', option)

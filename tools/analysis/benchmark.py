@@ -18,8 +18,8 @@ from mmscope.analysis import (check_refine_shares, format_table,
                               make_data_samples, noise_warnings,
                               run_benchmark)
 from mmscope.apis import init_scope_model, load_config, task_of
-from mmscope.utils import (ConfigOptionsAction, check_config_file,
-                           check_input_file, check_output_file)
+from mmscope.utils import (ConfigOptionsAction, check_checkpoint_input,
+                           check_config_file, check_output_file)
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,8 +97,9 @@ def check_args(args: argparse.Namespace) -> None:
                          'available; use --device cpu.')
     check_config_file(args.config, 'CONFIG')
     check_config_file(args.baseline, '--baseline')
-    check_input_file(args.checkpoint, '--checkpoint')
-    check_input_file(args.baseline_checkpoint, '--baseline-checkpoint')
+    check_checkpoint_input(args.checkpoint, '--checkpoint')
+    check_checkpoint_input(args.baseline_checkpoint,
+                           '--baseline-checkpoint')
     check_output_file(args.out, '--out')
 
 

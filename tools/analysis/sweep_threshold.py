@@ -28,8 +28,8 @@ from mmscope.analysis.threshold_sweep import (check_sweep_config,
 from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
 from mmscope.utils import (ConfigOptionsAction, build_runner,
-                           check_checkpoint_fits, check_config_file,
-                           check_input_file, check_output_dir)
+                           check_checkpoint_fits, check_checkpoint_input,
+                           check_config_file, check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -76,9 +76,10 @@ def parse_args() -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """Exit with a message naming the first invalid option."""
     check_config_file(args.config, 'CONFIG')
-    check_input_file(args.checkpoint, 'CHECKPOINT')
+    check_checkpoint_input(args.checkpoint, 'CHECKPOINT')
     check_config_file(args.baseline_config, '--baseline-config')
-    check_input_file(args.baseline_checkpoint, '--baseline-checkpoint')
+    check_checkpoint_input(args.baseline_checkpoint,
+                           '--baseline-checkpoint')
     if (args.baseline_config is None) != (args.baseline_checkpoint is None):
         raise SystemExit('--baseline-config and --baseline-checkpoint go '
                          'together; give both or neither.')

@@ -18,8 +18,8 @@ import numpy as np
 
 from mmscope.apis import (checked_device, infer_image, init_scope_model,
                           load_config)
-from mmscope.utils import (ConfigOptionsAction, check_config_file,
-                           check_input_file, check_output_dir)
+from mmscope.utils import (ConfigOptionsAction, check_checkpoint_input,
+                           check_config_file, check_output_dir)
 from mmscope.visualization import describe_record, draw_scope_panels
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -125,7 +125,7 @@ def main() -> int:
         raise SystemExit(f'No image files found in {args.images}; give image '
                          f'files or folders with {", ".join(IMAGE_SUFFIXES)} '
                          'files.')
-    check_input_file(args.checkpoint, 'checkpoint')
+    check_checkpoint_input(args.checkpoint, 'checkpoint')
     try:
         device = checked_device(args.device)
     except ValueError as error:

@@ -33,12 +33,12 @@ def refine_by_threshold(confidence: torch.Tensor,
                         threshold: float) -> torch.Tensor:
     """Return a bool per image, True where the gate threshold refines it.
 
-    An image is refined when its confidence is below ``threshold``; a
-    threshold of 1 or more refines every image.
+    An image is refined unless its confidence reaches ``threshold``, so a
+    NaN confidence refines it. A threshold of 1 or more refines every image.
     """
     if threshold >= 1:
         return torch.ones_like(confidence, dtype=torch.bool)
-    return confidence < threshold
+    return ~(confidence >= threshold)
 
 
 @dataclass
