@@ -207,9 +207,14 @@ def test_sweep_kept_when_baseline_fails(seg_checkpoint, tmp_path,
     (['--share-steps', '0'], 'at least 1'),
     (['--out-dir', 'README.md'], 'is a file'),
     (['--baseline-config', 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py',
-      '--baseline-checkpoint', 'README.md'], 'must both be mmseg'),
+      '--baseline-checkpoint', None], 'must both be mmseg'),
+    (['--baseline-config', 'configs/ade20k/upernet_vim_t.py',
+      '--baseline-checkpoint', 'README.md'],
+     '--baseline-checkpoint: README.md is not a PyTorch checkpoint file'),
 ])
 def test_sweep_rejects_bad_options(seg_checkpoint, args, message):
+    # None stands for the checkpoint file that the fixture writes.
+    args = [seg_checkpoint if arg is None else arg for arg in args]
     result = subprocess.run([
         sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
         seg_checkpoint, *args
