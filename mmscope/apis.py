@@ -1,5 +1,6 @@
 """Model loading and single-image inference for mmseg and mmdet configs."""
 import copy
+import logging
 import os
 import os.path as osp
 from typing import Optional, Sequence, Union
@@ -8,6 +9,7 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
                            check_checkpoint_matches)
@@ -177,7 +179,7 @@ def check_image_array(image: np.ndarray, gray_allowed: bool = True) -> None:
 
     Args:
         image: BGR array of shape (H, W, 3), or (H, W) or (H, W, 1) where
-            ``gray_allowed``, with uint8 or finite float values.
+            ``gray_allowed``, with uint8 values or floats in [0, 255].
         gray_allowed: Whether arrays without a colour axis are accepted.
             mmseg's pipeline takes them, and mmdet's data preprocessor needs
             three channels.
@@ -203,9 +205,36 @@ def check_image_array(image: np.ndarray, gray_allowed: bool = True) -> None:
             f'invalid image dtype {image.dtype}. Give uint8 values, or '
             'float values on the same 0 to 255 scale, for example '
             '(image / 256).astype(np.uint8) for a 16-bit image')
-    if image.dtype.kind == 'f' and not np.isfinite(image).all():
+    if image.dtype.kind == 'f':
+        check_float_scale(image)
+
+
+def check_float_scale(image: np.ndarray) -> None:
+    """Check that a float image is finite and on the 0 to 255 scale.
+
+    The data preprocessors subtract means and divide by deviations given on
+    the 0 to 255 scale, so other scales give wrong predictions.
+
+    Args:
+        image: Float array.
+
+    Raises:
+        ValueError: If a value is NaN, infinite or outside [0, 255].
+    """
+    if not np.isfinite(image).all():
         raise ValueError('invalid image values: the array holds NaN or '
                          'infinite values. Give finite values')
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 255:
+        raise ValueError(
+            f'invalid image values: they range from {low:g} to {high:g}. '
+            'Give values on the 0 to 255 scale, as cv2.imread reads them')
+    if 0 < high <= 1:
+        print_log(
+            f'The float image has values from {low:g} to {high:g}, which is '
+            'nearly black on the 0 to 255 scale that the model takes. If '
+            'the image is on the 0 to 1 scale, multiply it by 255.',
+            logger='current', level=logging.WARNING)
 
 
 def check_image(image, gray_allowed: bool = True) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from mmscope.models.utils import convert_vim_state_dict, unwrap_state_dict
 from mmscope.models.utils.checkpoint_io import load_checkpoint_file
+from mmscope.utils.cli_checks import check_no_file_above
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,6 +64,7 @@ def main() -> None:
     if osp.isdir(args.dst):
         raise SystemExit(f'dst {args.dst} is a folder; give the path of the '
                          'output file, such as checkpoints/vim_s_512.pth.')
+    check_no_file_above(args.dst, 'dst')
     if osp.exists(args.dst) and osp.samefile(args.src, args.dst):
         raise SystemExit(f'dst {args.dst} is the source file; write the '
                          'converted checkpoint to another path.')

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py options]
-# Uses NCCL on GPUs and gloo on CPU-only machines.
+# Uses NCCL on GPUs and gloo on CPU-only machines. NNODES, NODE_RANK,
+# MASTER_ADDR and PORT set up runs over several nodes.
 set -euo pipefail
+USAGE='bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py options]'
+source "$(dirname "$0")/dist_common.sh"
+
+require_arguments 3 "$@"
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
 shift 3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+check_process_count "$NPROC"
+run_distributed test.py "$NPROC" "$CONFIG" "$CHECKPOINT" "$@"

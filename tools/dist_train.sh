@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py options]
-# Uses NCCL on GPUs and gloo on CPU-only machines.
+# Uses NCCL on GPUs and gloo on CPU-only machines. NNODES, NODE_RANK,
+# MASTER_ADDR and PORT set up runs over several nodes.
 set -euo pipefail
+USAGE='bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py options]'
+source "$(dirname "$0")/dist_common.sh"
+
+require_arguments 2 "$@"
 CONFIG=$1
 NPROC=$2
 shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "$@"
+check_process_count "$NPROC"
+run_distributed train.py "$NPROC" "$CONFIG" "$@"

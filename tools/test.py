@@ -8,7 +8,7 @@ import argparse
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_fits, check_checkpoint_input,
-                           load_runner_config)
+                           check_data_paths, load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +24,7 @@ def main() -> None:
     args = parse_args()
     cfg = load_runner_config(args.config, args)
     check_checkpoint_input(args.checkpoint, 'checkpoint')
+    check_data_paths(cfg, ('test', ))
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint, 'checkpoint')

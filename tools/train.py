@@ -4,14 +4,18 @@ Example:
     python tools/train.py configs/ade20k/upernet_mambascope_s.py
 """
 import argparse
+import logging
 import numbers
+from typing import Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_fits, check_checkpoint_input,
-                           load_runner_config)
+                           check_data_paths, load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,12 +50,52 @@ def check_train_length(cfg: Config) -> None:
                              f'least 1, got {value!r}.')
 
 
+def resume_checkpoint(resume: Optional[str], work_dir: str) -> Optional[str]:
+    """Return the checkpoint that ``--resume`` continues from, or None.
+
+    Args:
+        resume: Value of ``--resume``: a path, ``'auto'`` for the latest
+            checkpoint in the work folder, or None.
+        work_dir: The run's work folder.
+    """
+    if resume != 'auto':
+        return resume
+    latest = find_latest_checkpoint(work_dir)
+    if latest is None:
+        print_log(f'--resume: {work_dir} holds no checkpoint to resume from '
+                  '(no last_checkpoint file), so training starts from the '
+                  'beginning.', logger='current', level=logging.WARNING)
+    return latest
+
+
+def warn_if_finished(checkpoint: str, cfg: Config) -> None:
+    """Log a warning when a resumed run has nothing left to train.
+
+    Args:
+        checkpoint: Checkpoint written by the runner, with its progress in
+            ``meta``.
+        cfg: The training config.
+    """
+    meta = torch.load(checkpoint, map_location='cpu', mmap=True,
+                      weights_only=False).get('meta') or {}
+    train_cfg = cfg.get('train_cfg') or {}
+    for key, unit in (('max_iters', 'iter'), ('max_epochs', 'epoch')):
+        done, total = meta.get(unit), train_cfg.get(key)
+        if done is not None and total is not None and done >= total:
+            print_log(f'--resume: {checkpoint} ends at {unit} {done}, and '
+                      f'train_cfg.{key} is {total}, so nothing is left to '
+                      f'train. Raise train_cfg.{key} to train longer.',
+                      logger='current', level=logging.WARNING)
+
+
 def main() -> None:
     args = parse_args()
     if args.resume != 'auto':
         check_checkpoint_input(args.resume, '--resume')
     cfg = load_runner_config(args.config, args)
     check_train_length(cfg)
+    check_data_paths(cfg, ('train', 'val') if cfg.get('val_cfg') else
+                     ('train', ))
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -67,9 +111,12 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    resume_from = resume_checkpoint(args.resume, cfg.work_dir)
     runner = build_runner(cfg)
-    if args.resume not in (None, 'auto'):
-        check_checkpoint_fits(runner.model, args.resume, '--resume')
+    if resume_from is not None:
+        check_checkpoint_input(resume_from, '--resume')
+        check_checkpoint_fits(runner.model, resume_from, '--resume')
+        warn_if_finished(resume_from, cfg)
     runner.train()
 
 

@@ -1,4 +1,5 @@
 """Training schedule of MambaScope's refine ratio."""
+from numbers import Real
 from typing import Optional
 
 from mmengine.hooks import Hook
@@ -27,6 +28,9 @@ class ScopeSelectionHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, switch_at: float = 2 / 3) -> None:
+        if isinstance(switch_at, bool) or not isinstance(switch_at, Real):
+            raise TypeError(f'switch_at must be a number in [0, 1], got '
+                            f'{switch_at!r}.')
         if not 0 <= switch_at <= 1:
             raise ValueError(f'switch_at must be in [0, 1], got {switch_at}.')
         self.switch_at = switch_at

@@ -4,6 +4,7 @@ from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
                          check_checkpoint_input, check_config_file,
                          check_input_file, check_output_dir,
                          check_output_file)
+from .data_paths import check_data_paths, missing_data_paths
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
@@ -13,9 +14,9 @@ from .runner_setup import (add_runner_arguments, build_runner,
 __all__ = [
     'ConfigOptionsAction', 'adapt_config_to_device', 'add_runner_arguments',
     'allow_runner_checkpoints', 'build_runner', 'check_checkpoint_fits',
-    'check_checkpoint_input',    'check_checkpoint_matches',
-    'check_config_file', 'checkpoint_mismatches',
-    'check_input_file', 'check_output_dir', 'check_output_file',
-    'init_cpu_process_group', 'load_runner_config', 'replace_sync_bn',
+    'check_checkpoint_input', 'check_checkpoint_matches', 'check_config_file',
+    'check_data_paths', 'check_input_file', 'check_output_dir',
+    'check_output_file', 'checkpoint_mismatches', 'init_cpu_process_group',
+    'load_runner_config', 'missing_data_paths', 'replace_sync_bn',
     'state_dict_differences'
 ]

@@ -69,17 +69,26 @@ def check_output_file(path: Optional[str], option: str) -> None:
                          'create it first.')
 
 
-def check_output_dir(path: str, option: str) -> None:
-    """Exit with a message if ``path`` or a folder above it is a file."""
-    if osp.exists(path) and not osp.isdir(path):
-        raise SystemExit(f'{option} {path} is a file; give a folder path.')
+def check_no_file_above(path: str, option: str) -> None:
+    """Exit with a message if a folder that ``path`` needs is a file.
 
+    Args:
+        path: A file or folder path that may not exist yet.
+        option: Name of the argument, used in the message.
+    """
     parent = osp.dirname(osp.abspath(path))
     while not osp.exists(parent):
         parent = osp.dirname(parent)
     if not osp.isdir(parent):
         raise SystemExit(f'{option} {path} lies below the file {parent}; '
-                         'give a folder path.')
+                         'give a path in a folder.')
+
+
+def check_output_dir(path: str, option: str) -> None:
+    """Exit with a message if ``path`` or a folder above it is a file."""
+    if osp.exists(path) and not osp.isdir(path):
+        raise SystemExit(f'{option} {path} is a file; give a folder path.')
+    check_no_file_above(path, option)
 
 
 def check_checkpoint_fits(model: nn.Module, path: str, option: str,

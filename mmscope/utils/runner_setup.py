@@ -33,9 +33,39 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+# Variables that each launcher's process starter sets, and how to start one.
+LAUNCHER_ENV = {
+    'pytorch': (('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+                'start the tool with tools/dist_train.sh, tools/dist_test.sh '
+                'or torchrun'),
+    'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+              'start the tool with srun inside a Slurm job'),
+    'mpi': (('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK'),
+            'start the tool with mpirun of Open MPI'),
+}
+
+
+def check_launcher_env(launcher: str) -> None:
+    """Exit with a message if the launcher's process starter is missing.
+
+    Args:
+        launcher: Value of ``--launcher``.
+    """
+    if launcher not in LAUNCHER_ENV:
+        return
+    names, fix = LAUNCHER_ENV[launcher]
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        raise SystemExit(
+            f'--launcher {launcher} needs the variables {", ".join(missing)}, '
+            f'which are not set: {fix}, or use --launcher none for one '
+            'process.')
+
+
 def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
     """Load a config and apply the options of :func:`add_runner_arguments`."""
     check_config_file(config_path, 'config')
+    check_launcher_env(args.launcher)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = Config.fromfile(config_path)

@@ -198,9 +198,21 @@ def test_invalid_options(name, value):
         _scope(**{name: value})
 
 
-def test_invalid_score_layer():
-    with pytest.raises(ValueError, match='score_layers entry 9'):
-        _scope(score_layers=(1, 9))
+@pytest.mark.parametrize('value, error, message', [
+    ((1, 9), ValueError, 'score_layers entry 9 is out of range'),
+    ((0.5, ), TypeError, 'score_layers entries must be whole layer indices'),
+    (1, TypeError, 'score_layers must be a list of layer indices, got 1'),
+    ('abc', TypeError, "must be a list of layer indices, got 'abc'"),
+])
+def test_invalid_score_layers(value, error, message):
+    with pytest.raises(error, match=message):
+        _scope(score_layers=value)
+
+
+@pytest.mark.parametrize('value', [0, -1, 1.5, True])
+def test_invalid_reuse_mlp_ratio(value):
+    with pytest.raises(ValueError, match='reuse_mlp_ratio must be a whole'):
+        _scope(reuse_mlp_ratio=value)
 
 
 def test_does_not_modify_input():

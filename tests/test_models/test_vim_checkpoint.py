@@ -1,9 +1,11 @@
+import logging
 import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from mmscope.models import MambaScope, VisionMamba
 from mmscope.models.layers import resample_pos_embed
@@ -145,6 +147,26 @@ def test_stated_source_grid_used():
                        resample_pos_embed(source, (4, 6), (5, 6)))
     assert torch.equal(converted['coarse'],
                        resample_pos_embed(source, (4, 6), (3, 3)))
+
+
+def test_resampling_is_logged():
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
+                               {'pos_embed': (4, 4)},
+                               source_grids={'pos_embed': (4, 6)})
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 16, 8)},
+                               {'pos_embed': (4, 4)})
+    finally:
+        logger.removeHandler(handler)
+
+    messages = [record.getMessage() for record in records]
+    assert messages == ["Resampled the checkpoint's pos_embed from the grid "
+                        '4x6 to 4x4 (bicubic).']
 
 
 def test_stated_grid_of_wrong_size_raises():
@@ -361,6 +383,12 @@ def test_convert_tool_rejects_bad_paths(tmp_path, official_file):
     assert result.returncode != 0
     assert 'is a folder; give the path of the output file' in result.stderr
 
+    result = subprocess.run(
+        [sys.executable, tool, str(path), str(text_file / 'out.pth')],
+        capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f'lies below the file {text_file}' in result.stderr
+
 
 @pytest.mark.parametrize('grid', [(4, 6, 1), (0, 6), 4, ('4', '6'), '4x6',
                                   (True, 6), (4.0, 6)])
@@ -423,13 +451,14 @@ def test_convert_tool_checks_patch_size(tmp_path, official_file):
 
 def test_convert_tool_unwritable_destination(tmp_path, official_file):
     path, _ = official_file
-    blocker = tmp_path / 'file'
-    blocker.write_text('')
+    # File systems limit a file name to 255 bytes, so this one cannot be
+    # created.
+    dst = tmp_path / ('x' * 300 + '.pth')
 
-    result = _convert(path, blocker / 'out.pth')
+    result = _convert(path, dst)
 
     assert result.returncode != 0
-    assert f'Cannot write {blocker / "out.pth"}' in result.stderr
+    assert f'Cannot write {dst}' in result.stderr
     assert 'Traceback' not in result.stderr
 
 

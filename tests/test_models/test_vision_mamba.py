@@ -61,6 +61,12 @@ def test_invalid_arch():
         VisionMamba(arch='huge')
 
 
+@pytest.mark.parametrize('img_size', [0, 8, (64, 15)])
+def test_img_size_below_one_patch(img_size):
+    with pytest.raises(ValueError, match='smaller than one patch of 16'):
+        VisionMamba(embed_dims=32, num_layers=2, img_size=img_size)
+
+
 def test_invalid_out_index():
     with pytest.raises(ValueError, match='out_indices entry 7'):
         VisionMamba(num_layers=4, out_indices=(1, 7))

@@ -221,6 +221,9 @@ def test_visualize_scope_output_names(tmp_path):
      'dtype int64'),
     (lambda photo, folder: np.where(photo > 9, photo, np.nan), ValueError,
      'NaN or infinite'),
+    (lambda photo, folder: photo * -1e6, ValueError,
+     'they range from -2.55e[+]08 to'),
+    (lambda photo, folder: photo * 1.5, ValueError, 'to 382.5'),
     (lambda photo, folder: str(folder / 'missing.jpg'), FileNotFoundError,
      'missing.jpg'),
     (lambda photo, folder: folder / 'text.jpg', ValueError,
@@ -271,3 +274,19 @@ def test_infer_image_detection_needs_colour():
         infer_image(model, cfg, photo[..., 0])
     with pytest.raises(ValueError, match='COLOR_GRAY2BGR'):
         infer_image(model, cfg, photo[..., :1])
+
+
+def test_float_image_on_unit_scale_warns(monkeypatch):
+    from mmscope import apis
+
+    warnings = []
+    monkeypatch.setattr(apis, 'print_log',
+                        lambda message, **kwargs: warnings.append(message))
+    photo = cv2.imread(PHOTOS[0]).astype(np.float32)
+
+    apis.check_image(photo)
+    apis.check_image(photo / 255)
+
+    assert len(warnings) == 1
+    assert 'values from 0 to 1' in warnings[0]
+    assert 'multiply it by 255' in warnings[0]

@@ -2,6 +2,8 @@
 import re
 import sys
 
+import pytest
+
 from mmscope.engine import ScopeSelectionHook
 
 from tests.reduced import DET, DET_SCOPE_EVAL, RUNTIME, SEG, cfg_options
@@ -63,6 +65,8 @@ def test_seg_test_tool_threshold_overrides(tmp_path):
 def test_switch_iter_exact_decimal():
     # 0.7 * 10 is 7.000000000000001 in binary floating point.
     assert ScopeSelectionHook(switch_at=0.7).switch_iter(10) == 7
+    with pytest.raises(TypeError, match="switch_at must be a number in"):
+        ScopeSelectionHook(switch_at='abc')
     assert ScopeSelectionHook(switch_at=2 / 3).switch_iter(40) == 27
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from tests.reduced import DET, DET_EVAL, RUNTIME, SEG, cfg_options
 
@@ -57,6 +58,26 @@ def test_train_seg_two_iterations_and_validation(tmp_path):
     assert [r['iter'] for r in train] == [1, 2]
     assert len(val) == 1
     assert 0.0 <= val[0]['mIoU'] <= 100.0
+    assert (work_dir / 'iter_2.pth').is_file()
+
+    # --resume without a path finds iter_2.pth. It has nothing left to
+    # train at max_iters 2, and it does not fit a deeper model.
+    resume = [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+              str(work_dir), '--resume', '--cfg-options']
+    output = _run([*resume, *cfg_options(SEG_TRAIN)])
+    assert 'iter_2.pth ends at iter 2, and train_cfg.max_iters is 2' in output
+    deeper = dict(SEG_TRAIN, **{'model.backbone.num_layers': 3})
+    assert 'missing keys: backbone.layers.2.' in _tool_error(
+        *resume[1:], *cfg_options(deeper))
+
+
+def test_resume_without_checkpoint_warns(tmp_path):
+    work_dir = tmp_path / 'fresh'
+    output = _run([sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+                   str(work_dir), '--resume', '--cfg-options',
+                   *cfg_options(SEG_TRAIN)])
+
+    assert f'--resume: {work_dir} holds no checkpoint to resume from' in output
     assert (work_dir / 'iter_2.pth').is_file()
 
 
@@ -142,6 +163,10 @@ def test_tools_check_config_and_work_dir(tmp_path):
         'tools/train.py', SEG_CONFIG, '--cfg-options', '=5')
     assert 'lies below the file' in _tool_error(
         'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file / 'sub'))
+    for launcher, variable in (('pytorch', 'RANK'), ('slurm', 'SLURM_PROCID'),
+                               ('mpi', 'OMPI_COMM_WORLD_RANK')):
+        assert f'--launcher {launcher} needs the variables {variable}' in \
+            _tool_error('tools/train.py', SEG_CONFIG, '--launcher', launcher)
 
 
 def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
@@ -162,16 +187,39 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
 
 
 def test_torchrun_gloo_two_processes(tmp_path):
+    # tools/dist_train.sh and dist_test.sh start torchrun with
+    # --nproc_per_node=2 and the pytorch launcher.
     work_dir = tmp_path / 'dist'
-    options = SEG_TRAIN
+    env = dict(PYTHON=sys.executable, PORT='29517')
     output = _run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29517', 'tools/train.py', SEG_CONFIG, '--launcher',
-        'pytorch', '--work-dir', str(work_dir), '--cfg-options',
-        *cfg_options(options)
-    ])
+        'bash', 'tools/dist_train.sh', SEG_CONFIG, '2', '--work-dir',
+        str(work_dir), '--cfg-options', *cfg_options(SEG_TRAIN)
+    ], env_extra=env)
 
     assert 'gloo' in output
     records = _scalars(work_dir)
     assert [r['iter'] for r in records if 'loss' in r] == [1, 2]
     assert (work_dir / 'iter_2.pth').is_file()
+
+    output = _run([
+        'bash', 'tools/dist_test.sh', SEG_CONFIG,
+        str(work_dir / 'iter_2.pth'), '2', '--work-dir',
+        str(tmp_path / 'dist_test'), '--cfg-options', *cfg_options(SEG)
+    ], env_extra=env)
+    assert 'mIoU' in output
+
+
+@pytest.mark.parametrize('args, message', [
+    (['tools/dist_train.sh'], 'missing arguments: got 0, need 2.'),
+    (['tools/dist_train.sh', SEG_CONFIG, '--amp'],
+     "NUM_PROCESSES must be a whole number of at least 1, got '--amp'."),
+    (['tools/dist_test.sh', SEG_CONFIG, 'ckpt.pth', '0'],
+     "NUM_PROCESSES must be a whole number of at least 1, got '0'."),
+])
+def test_dist_scripts_check_arguments(args, message):
+    result = subprocess.run(['bash', *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert 'Usage: bash tools/dist_' in result.stderr

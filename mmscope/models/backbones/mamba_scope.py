@@ -26,7 +26,7 @@ from mmscope.models.utils.mixed_sequence import (build_mixed_index,
 from mmscope.models.utils.share_count import ceil_share, round_share
 from mmscope.registry import build_model_from_cfg, register_model
 
-from .vision_mamba import VisionMamba
+from .vision_mamba import VisionMamba, resolve_layer_indices
 
 
 def refine_by_threshold(confidence: torch.Tensor,
@@ -125,6 +125,11 @@ class MambaScope(VisionMamba):
             torch.zeros(1, self.coarse_pos_grid[0] * self.coarse_pos_grid[1],
                         self.embed_dims))
         trunc_normal_(self.coarse_pos_embed, std=0.02)
+        if isinstance(reuse_mlp_ratio, bool) or not isinstance(
+                reuse_mlp_ratio, int) or reuse_mlp_ratio < 1:
+            raise ValueError(f'reuse_mlp_ratio must be a whole number of at '
+                             f'least 1, got {reuse_mlp_ratio!r}; the default '
+                             'is 4.')
         self.reuse = ReuseBlock(self.embed_dims, reuse_mlp_ratio)
 
         gate_cfg = dict(gate_head)
@@ -164,13 +169,8 @@ class MambaScope(VisionMamba):
             self, score_layers: Optional[Sequence[int]]) -> Tuple[int, ...]:
         if score_layers is None:
             return tuple(range(self.num_layers // 2, self.num_layers))
-        resolved = []
-        for index in score_layers:
-            if not -self.num_layers <= index < self.num_layers:
-                raise ValueError(
-                    f'score_layers entry {index} is out of range for '
-                    f'{self.num_layers} layers.')
-            resolved.append(index % self.num_layers)
+        resolved = resolve_layer_indices(score_layers, self.num_layers,
+                                         'score_layers')
         if not resolved:
             raise ValueError('score_layers must name at least one layer.')
         return tuple(sorted(set(resolved)))

@@ -8,6 +8,7 @@ maps of a few layers and turns them into maps at strides 4, 8, 16 and 32.
 """
 import math
 import warnings
+from numbers import Integral
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -47,6 +48,39 @@ def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
         return int(value[0]), int(value[1])
     raise TypeError(f'{name} must be an int or a (height, width) pair, '
                     f'got {value!r}.')
+
+
+def resolve_layer_indices(indices: Sequence[int], num_layers: int,
+                          name: str) -> Tuple[int, ...]:
+    """Check layer indices and return them counted from the first layer.
+
+    Args:
+        indices: Whole numbers in ``[-num_layers, num_layers)``; negative
+            ones count from the last layer.
+        num_layers: Number of layers of the backbone.
+        name: Name of the setting, used in the error message.
+
+    Returns:
+        The indices in ``[0, num_layers)``, in the given order.
+
+    Raises:
+        TypeError: If ``indices`` is not a sequence of whole numbers.
+        ValueError: If an index is out of range.
+    """
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
+        raise TypeError(f'{name} must be a list of layer indices, got '
+                        f'{indices!r}.')
+    resolved = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, Integral):
+            raise TypeError(f'{name} entries must be whole layer indices, '
+                            f'got {index!r}.')
+        if not -num_layers <= index < num_layers:
+            raise ValueError(
+                f'{name} entry {index} is out of range for {num_layers} '
+                f'layers; use 0..{num_layers - 1} or -1 for the last layer.')
+        resolved.append(int(index) % num_layers)
+    return tuple(resolved)
 
 
 def default_out_indices(num_layers: int) -> Tuple[int, ...]:
@@ -141,6 +175,11 @@ class VisionMamba(BaseModule):
         self.final_norm = final_norm
 
         img_h, img_w = _to_pair(img_size, 'img_size')
+        if min(img_h, img_w) < self.patch_size:
+            raise ValueError(
+                f'img_size {img_size!r} is smaller than one patch of '
+                f'{self.patch_size} pixels; it sets the stored position grid '
+                '(img_size / patch_size per side), for example 224 or 512.')
         self.pos_grid = (max(img_h // self.patch_size, 1),
                          max(img_w // self.patch_size, 1))
         self.out_indices = self._resolve_out_indices(out_indices)
@@ -195,15 +234,8 @@ class VisionMamba(BaseModule):
             return default_out_indices(self.num_layers)
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
-        resolved = []
-        for index in out_indices:
-            if not -self.num_layers <= index < self.num_layers:
-                raise ValueError(
-                    f'out_indices entry {index} is out of range for '
-                    f'{self.num_layers} layers; use 0..{self.num_layers - 1} '
-                    'or -1 for the last layer.')
-            resolved.append(index % self.num_layers)
-        return tuple(resolved)
+        return resolve_layer_indices(out_indices, self.num_layers,
+                                     'out_indices')
 
     def position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
         """Return ``pos_embed`` resampled to ``grid`` (bicubic).

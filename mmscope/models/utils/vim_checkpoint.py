@@ -13,6 +13,7 @@ from numbers import Integral
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from mmscope.models.layers.pos_embed import resample_pos_embed
@@ -195,6 +196,9 @@ def convert_vim_state_dict(
                            source_grids.get(name), official)
         if src != tuple(grid):
             value = resample_pos_embed(value, src, grid)
+            print_log(f"Resampled the checkpoint's {key} from the grid "
+                      f'{src[0]}x{src[1]} to {grid[0]}x{grid[1]} (bicubic).',
+                      logger='current')
         converted[key] = value
     return converted, dropped
 

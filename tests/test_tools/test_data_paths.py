@@ -1,0 +1,67 @@
+"""Missing data sets and annotation files are named before the runner runs."""
+import subprocess
+import sys
+
+import torch
+from mmengine.config import Config
+
+from mmscope.utils import missing_data_paths
+from tests.reduced import ADE_ROOT
+from tests.test_tools.test_train_tool import REPO_ROOT
+
+
+def _config(**entries):
+    return Config(dict(entries))
+
+
+def test_existing_data_passes():
+    cfg = _config(train_dataloader=dict(dataset=dict(data_root=ADE_ROOT)))
+
+    assert missing_data_paths(cfg, ('train', )) == []
+
+
+def test_wrappers_evaluators_and_urls(tmp_path):
+    absent = str(tmp_path / 'absent')
+    cfg = _config(
+        train_dataloader=dict(dataset=dict(
+            type='RepeatDataset',
+            dataset=dict(data_root=absent, ann_file='train.json'))),
+        val_dataloader=dict(dataset=dict(
+            type='ConcatDataset',
+            datasets=[dict(data_root=ADE_ROOT),
+                      dict(data_root='s3://bucket/data')])),
+        val_evaluator=[dict(type='CocoMetric', ann_file=absent + '.json'),
+                       dict(type='ScopeMetric')],
+        test_dataloader=dict(dataset=dict(data_root=absent)))
+
+    missing = missing_data_paths(cfg, ('train', 'val'))
+
+    assert missing == [
+        f'train_dataloader.dataset.dataset.data_root: {absent}',
+        f'train_dataloader.dataset.dataset.ann_file: {absent}/train.json',
+        f'val_evaluator.0.ann_file: {absent}.json',
+    ]
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_tools_name_missing_data(tmp_path):
+    checkpoint = tmp_path / 'model.pth'
+    torch.save({'state_dict': {}}, checkpoint)
+
+    train = _tool('tools/train.py', 'configs/ade20k/upernet_mambascope_s.py',
+                  '--work-dir', str(tmp_path / 'work'))
+    test = _tool('tools/test.py', 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py',
+                 str(checkpoint), '--work-dir', str(tmp_path / 'work'))
+
+    assert train.returncode == 1
+    assert ('train_dataloader.dataset.data_root: '
+            'data/ade/ADEChallengeData2016') in train.stderr
+    assert 'Traceback' not in train.stderr
+    assert test.returncode == 1
+    assert ('test_evaluator.ann_file: '
+            'data/coco/annotations/instances_val2017.json') in test.stderr
+    assert 'data/coco_mini' in test.stderr

@@ -1,0 +1,33 @@
+# Argument checks and the torchrun call shared by tools/dist_train.sh and
+# tools/dist_test.sh. The caller sets USAGE before sourcing this file.
+
+usage_error() {
+    echo "$*" >&2
+    echo "Usage: $USAGE" >&2
+    exit 2
+}
+
+# Exits with the usage line unless there are at least $1 arguments.
+require_arguments() {
+    local needed=$1
+    shift
+    [ $# -ge "$needed" ] || usage_error "missing arguments: got $#, need $needed."
+}
+
+# Exits unless $1 is a whole number of at least 1.
+check_process_count() {
+    [[ $1 =~ ^[1-9][0-9]*$ ]] || usage_error \
+        "NUM_PROCESSES must be a whole number of at least 1, got '$1'."
+}
+
+# Runs tools/$1 with the remaining arguments in NUM_PROCESSES ($2) processes
+# on this node, with the pytorch launcher.
+run_distributed() {
+    local script=$1 nproc=$2
+    shift 2
+    "${PYTHON:-python}" -m torch.distributed.run \
+        --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+        --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+        --nproc_per_node="$nproc" --master_port="${PORT:-29500}" \
+        "$(dirname "${BASH_SOURCE[0]}")/$script" "$@" --launcher pytorch
+}
