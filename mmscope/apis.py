@@ -298,5 +298,12 @@ def infer_image(model: torch.nn.Module, cfg: Union[Config, str, os.PathLike],
 
         from mmdet.apis import inference_detector
         return inference_detector(model, image)
+    except AssertionError as error:
+        # mmcv's LoadImageFromFile asserts that the image decoded, which
+        # fails for a damaged file whose header OpenCV still recognises.
+        if not str(error).startswith('failed to load image'):
+            raise
+        raise ValueError(f'invalid image file: {error}. The file is damaged '
+                         'or truncated; copy or save it again') from error
     finally:
         model.cfg = model_cfg

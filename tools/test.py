@@ -8,7 +8,8 @@ import argparse
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_fits, check_checkpoint_input,
-                           check_data_paths, load_runner_config)
+                           check_data_paths, close_process_group,
+                           load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +30,7 @@ def main() -> None:
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint, 'checkpoint')
     runner.test()
+    close_process_group()
 
 
 if __name__ == '__main__':

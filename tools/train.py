@@ -15,7 +15,8 @@ from mmengine.runner import find_latest_checkpoint
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_fits, check_checkpoint_input,
-                           check_data_paths, load_runner_config)
+                           check_data_paths, close_process_group,
+                           load_runner_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -118,6 +119,7 @@ def main() -> None:
         check_checkpoint_fits(runner.model, resume_from, '--resume')
         warn_if_finished(resume_from, cfg)
     runner.train()
+    close_process_group()
 
 
 if __name__ == '__main__':

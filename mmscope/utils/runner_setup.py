@@ -3,6 +3,7 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -99,3 +100,16 @@ def build_runner(cfg: Config) -> Runner:
         return Runner.from_cfg(cfg)
     except (ValueError, TypeError) as error:
         raise SystemExit(f'Invalid setting: {error}') from error
+
+
+def close_process_group() -> None:
+    """End the distributed process group after every process has finished.
+
+    Each process waits for the others at a barrier, so none exits while
+    another still communicates. The group's threads then stop before the
+    interpreter shuts down. Does nothing in a single-process run.
+    """
+    if torch.distributed.is_available() and \
+            torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

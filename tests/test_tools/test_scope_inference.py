@@ -226,6 +226,8 @@ def test_visualize_scope_output_names(tmp_path):
     (lambda photo, folder: photo * 1.5, ValueError, 'to 382.5'),
     (lambda photo, folder: str(folder / 'missing.jpg'), FileNotFoundError,
      'missing.jpg'),
+    (lambda photo, folder: folder / 'cut.jpg', ValueError,
+     'cut.jpg. The file is damaged or truncated'),
     (lambda photo, folder: folder / 'text.jpg', ValueError,
      'OpenCV cannot read it'),
     (lambda photo, folder: [dict(img=photo)], TypeError, 'got dict'),
@@ -238,6 +240,8 @@ def test_infer_image_rejects_bad_images(tmp_path, make_image, error,
     from mmscope.apis import infer_image, init_scope_model
 
     (tmp_path / 'text.jpg').write_text('not an image')
+    # The JPEG header survives, so only decoding finds the damage.
+    (tmp_path / 'cut.jpg').write_bytes(Path(PHOTOS[0]).read_bytes()[:200])
     image = make_image(cv2.imread(PHOTOS[0]), tmp_path)
     cfg = _reduced_config()
     model = init_scope_model(cfg, None, 'cpu')

@@ -181,7 +181,8 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
          "unexpected keyword argument 'treshold'"),
     ]:
         stderr = _tool_error('tools/train.py', scope_config, '--work-dir',
-                             str(tmp_path), '--cfg-options', option)
+                             str(tmp_path), '--cfg-options',
+                             *cfg_options(SEG), option)
         assert 'Invalid setting:' in stderr
         assert message in stderr
 
