@@ -14,6 +14,12 @@ require_arguments() {
     [ $# -ge "$needed" ] || usage_error "missing arguments: got $#, need $needed."
 }
 
+# Exits unless the file $2, given as argument $1, exists. Checked here, the
+# error appears once instead of once per process.
+require_file() {
+    [ -f "$2" ] || usage_error "$1 not found: $2"
+}
+
 # Exits unless $1 is a whole number of at least 1.
 check_process_count() {
     [[ $1 =~ ^[1-9][0-9]*$ ]] || usage_error \

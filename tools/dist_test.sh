@@ -12,4 +12,6 @@ CHECKPOINT=$2
 NPROC=$3
 shift 3
 check_process_count "$NPROC"
+require_file CONFIG "$CONFIG"
+require_file CHECKPOINT "$CHECKPOINT"
 run_distributed test.py "$NPROC" "$CONFIG" "$CHECKPOINT" "$@"

@@ -11,4 +11,5 @@ CONFIG=$1
 NPROC=$2
 shift 2
 check_process_count "$NPROC"
+require_file CONFIG "$CONFIG"
 run_distributed train.py "$NPROC" "$CONFIG" "$@"

@@ -7,7 +7,8 @@ Example:
 import argparse
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_fits, check_checkpoint_input,
+                           check_checkpoint_before_runner,
+                           check_checkpoint_input,
                            check_data_paths, close_process_group,
                            load_runner_config)
 
@@ -26,10 +27,9 @@ def main() -> None:
     cfg = load_runner_config(args.config, args)
     check_checkpoint_input(args.checkpoint, 'checkpoint')
     check_data_paths(cfg, ('test', ))
+    check_checkpoint_before_runner(cfg, args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint
-    runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint, 'checkpoint')
-    runner.test()
+    build_runner(cfg).test()
     close_process_group()
 
 

@@ -14,7 +14,8 @@ from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
 from mmscope.utils import (add_runner_arguments, build_runner,
-                           check_checkpoint_fits, check_checkpoint_input,
+                           check_checkpoint_before_runner,
+                           check_checkpoint_input,
                            check_data_paths, close_process_group,
                            load_runner_config)
 
@@ -113,12 +114,15 @@ def main() -> None:
         cfg.load_from = args.resume
 
     resume_from = resume_checkpoint(args.resume, cfg.work_dir)
-    runner = build_runner(cfg)
-    if resume_from is not None:
+    if resume_from is None and args.resume == 'auto':
+        # Nothing to resume: start afresh without MMEngine's notice about a
+        # checkpoint None.
+        cfg.resume = False
+    elif resume_from is not None:
         check_checkpoint_input(resume_from, '--resume')
-        check_checkpoint_fits(runner.model, resume_from, '--resume')
+        check_checkpoint_before_runner(cfg, resume_from, '--resume')
         warn_if_finished(resume_from, cfg)
-    runner.train()
+    build_runner(cfg).train()
     close_process_group()
 
 

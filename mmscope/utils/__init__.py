@@ -9,11 +9,13 @@ from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
 from .runner_checkpoints import allow_runner_checkpoints
 from .runner_setup import (add_runner_arguments, build_runner,
+                           check_checkpoint_before_runner,
                            close_process_group, load_runner_config)
 
 __all__ = [
     'ConfigOptionsAction', 'adapt_config_to_device', 'add_runner_arguments',
-    'allow_runner_checkpoints', 'build_runner', 'check_checkpoint_fits',
+    'allow_runner_checkpoints', 'build_runner',
+    'check_checkpoint_before_runner', 'check_checkpoint_fits',
     'check_checkpoint_input', 'check_checkpoint_matches', 'check_config_file',
     'check_data_paths', 'check_input_file', 'check_output_dir',
     'check_output_file', 'checkpoint_mismatches', 'close_process_group',

@@ -9,13 +9,16 @@ from typing import Iterator, List, Sequence, Tuple
 from mmengine.config import Config
 
 HOW_TO_FIX = ('Put the data set there (docs/getting_started.md), or point '
-              'the config at it with --cfg-options, for example '
-              '{key}=PATH. The shipped data/ade20k_mini and data/coco_mini '
-              'serve for a trial.')
+              'the config at it with {option}, for example {key}=PATH. The '
+              'shipped data/ade20k_mini and data/coco_mini serve for a '
+              'trial.')
 
 
 def _dataset_paths(dataset: dict, key: str) -> Iterator[Tuple[str, str]]:
     """Yield (setting, path) for the folders and files a dataset reads.
+
+    These are ``data_root``, ``ann_file`` and each ``data_prefix`` entry,
+    the last two below ``data_root``.
 
     Wrapper datasets are followed through ``dataset`` and ``datasets``.
     """
@@ -32,6 +35,12 @@ def _dataset_paths(dataset: dict, key: str) -> Iterator[Tuple[str, str]]:
     ann_file = dataset.get('ann_file')
     if ann_file:
         yield f'{key}.ann_file', osp.join(data_root or '', ann_file)
+    prefixes = dataset.get('data_prefix')
+    if isinstance(prefixes, dict):
+        for name, prefix in prefixes.items():
+            if isinstance(prefix, str) and prefix:
+                yield (f'{key}.data_prefix.{name}',
+                       osp.join(data_root or '', prefix))
 
 
 def _evaluator_paths(evaluator, key: str) -> Iterator[Tuple[str, str]]:
@@ -75,15 +84,18 @@ def missing_data_paths(cfg: Config, stages: Sequence[str]) -> List[str]:
     return missing
 
 
-def check_data_paths(cfg: Config, stages: Sequence[str]) -> None:
+def check_data_paths(cfg: Config, stages: Sequence[str],
+                     option: str = '--cfg-options') -> None:
     """Exit with a message if a data folder or annotation file is missing.
 
     Args:
         cfg: The config.
         stages: Stages whose data to check, as in :func:`missing_data_paths`.
+        option: The argument that overrides entries of ``cfg``, named in the
+            message.
     """
     missing = missing_data_paths(cfg, stages)
     if missing:
         key = missing[0].split(':')[0]
         raise SystemExit('Data not found:\n  ' + '\n  '.join(missing) +
-                         '\n' + HOW_TO_FIX.format(key=key))
+                         '\n' + HOW_TO_FIX.format(option=option, key=key))

@@ -1,15 +1,18 @@
 """Command-line options and runner set-up shared by the train and test tools."""
 import argparse
+import copy
 import os
 import os.path as osp
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
+from mmengine.registry import MODELS, RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
-from .cli_checks import (ConfigOptionsAction, check_config_file,
-                         check_output_dir)
+from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
+                         check_config_file, check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
 from .runner_checkpoints import allow_runner_checkpoints
 
@@ -83,23 +86,59 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
     return cfg
 
 
+@contextmanager
+def invalid_settings_exit() -> Iterator[None]:
+    """End the program with the message of a setting the model rejects.
+
+    A ``ValueError`` or ``TypeError`` raised while the model or a hook is
+    built (such as for ``model.backbone.refine_ratio=0``, a string where a
+    number belongs, or a misspelt argument name) becomes a one-line exit,
+    without the traceback through MMEngine's registries.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f'Invalid setting: {error}') from error
+
+
 def build_runner(cfg: Config) -> Runner:
     """Adapt ``cfg`` to this machine's devices and build its runner.
 
-    A setting that the model or a hook rejects with a ``ValueError`` or
-    ``TypeError`` (such as ``model.backbone.refine_ratio=0``, a string where
-    a number belongs, or a misspelt argument name) ends the program with the
-    message alone, without the traceback through MMEngine's registries.
+    Settings that the model or a hook rejects end the program as
+    :func:`invalid_settings_exit` describes.
     """
     adapt_config_to_device(cfg, cfg.launcher)
     allow_runner_checkpoints()
     init_cpu_process_group(cfg, cfg.launcher)
-    try:
+    with invalid_settings_exit():
         if 'runner_type' in cfg:
             return RUNNERS.build(cfg)
         return Runner.from_cfg(cfg)
-    except (ValueError, TypeError) as error:
-        raise SystemExit(f'Invalid setting: {error}') from error
+
+
+def check_checkpoint_before_runner(cfg: Config, path: str, option: str,
+                                   hint: str = '') -> None:
+    """Exit unless a checkpoint sets every weight of the config's model.
+
+    The runner writes its config into the work folder when it is built. This
+    check builds the model on its own instead, so a refused checkpoint leaves
+    the work folder as it was.
+
+    Args:
+        cfg: The config the runner will be built from. It is adapted to
+            this machine's devices, and runner checkpoints are allowed, as
+            :func:`build_runner` does.
+        path: The checkpoint file.
+        option: Name of the argument, used in the message.
+        hint: Sentences added to the message of a checkpoint that loads but
+            does not fit, as in :func:`check_checkpoint_fits`.
+    """
+    adapt_config_to_device(cfg, cfg.get('launcher', 'none'))
+    allow_runner_checkpoints()
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    with invalid_settings_exit():
+        model = MODELS.build(copy.deepcopy(cfg.model))
+    check_checkpoint_fits(model, path, option, hint)
 
 
 def close_process_group() -> None:

@@ -43,6 +43,17 @@ def test_wrappers_evaluators_and_urls(tmp_path):
     ]
 
 
+def test_data_prefix_below_data_root():
+    cfg = _config(test_dataloader=dict(dataset=dict(
+        data_root=ADE_ROOT,
+        data_prefix=dict(img_path='images/nope',
+                         seg_map_path='annotations/validation'))))
+
+    assert missing_data_paths(cfg, ('test', )) == [
+        f'test_dataloader.dataset.data_prefix.img_path: {ADE_ROOT}/images/nope'
+    ]
+
+
 def _tool(*args):
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)

@@ -67,8 +67,14 @@ def test_train_seg_two_iterations_and_validation(tmp_path):
     output = _run([*resume, *cfg_options(SEG_TRAIN)])
     assert 'iter_2.pth ends at iter 2, and train_cfg.max_iters is 2' in output
     deeper = dict(SEG_TRAIN, **{'model.backbone.num_layers': 3})
+    dumped = work_dir / 'upernet_vim_t.py'
+    config_before = dumped.read_text()
+    logs_before = sorted(path.name for path in work_dir.iterdir())
     assert 'missing keys: backbone.layers.2.' in _tool_error(
         *resume[1:], *cfg_options(deeper))
+    # The refused run left the work folder as it was.
+    assert dumped.read_text() == config_before
+    assert sorted(path.name for path in work_dir.iterdir()) == logs_before
 
 
 def test_resume_without_checkpoint_warns(tmp_path):
@@ -78,6 +84,7 @@ def test_resume_without_checkpoint_warns(tmp_path):
                    *cfg_options(SEG_TRAIN)])
 
     assert f'--resume: {work_dir} holds no checkpoint to resume from' in output
+    assert 'latest checkpoint None' not in output
     assert (work_dir / 'iter_2.pth').is_file()
 
 
@@ -216,6 +223,10 @@ def test_torchrun_gloo_two_processes(tmp_path):
      "NUM_PROCESSES must be a whole number of at least 1, got '--amp'."),
     (['tools/dist_test.sh', SEG_CONFIG, 'ckpt.pth', '0'],
      "NUM_PROCESSES must be a whole number of at least 1, got '0'."),
+    (['tools/dist_test.sh', SEG_CONFIG, 'absent.pth', '2'],
+     'CHECKPOINT not found: absent.pth'),
+    (['tools/dist_train.sh', 'configs/absent.py', '2'],
+     'CONFIG not found: configs/absent.py'),
 ])
 def test_dist_scripts_check_arguments(args, message):
     result = subprocess.run(['bash', *args], cwd=REPO_ROOT,

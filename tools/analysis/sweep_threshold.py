@@ -28,8 +28,9 @@ from mmscope.analysis.threshold_sweep import (check_sweep_config,
 from mmscope.apis import task_of
 from mmscope.evaluation import ScopeMetric
 from mmscope.utils import (ConfigOptionsAction, build_runner,
-                           check_checkpoint_fits, check_checkpoint_input,
-                           check_config_file, check_output_dir)
+                           check_checkpoint_before_runner,
+                           check_checkpoint_input, check_config_file,
+                           check_data_paths, check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -143,9 +144,6 @@ def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     Also writes ``sweep_images.csv`` with the confidence of every image.
     """
     runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint, 'CHECKPOINT',
-                          'Pass the overrides of the model through '
-                          '--cfg-options.')
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
     model = runner.model
     model.eval()
@@ -171,11 +169,6 @@ def evaluate_baseline(baseline_cfg: Config, args: argparse.Namespace,
                       out_dir: str) -> dict:
     """Test the Vim baseline with the standard test loop."""
     runner = build_runner(baseline_cfg)
-    check_checkpoint_fits(runner.model, args.baseline_checkpoint,
-                          '--baseline-checkpoint',
-                          'Pass the overrides of the baseline through '
-                          '--baseline-cfg-options. The sweep results are '
-                          f'already in {out_dir}.')
     try:
         return runner.test()
     except FileNotFoundError as error:
@@ -223,6 +216,18 @@ def main() -> None:
     out_dir = args.out_dir or osp.join('work_dirs', f'sweep_{name}')
     check_output_dir(out_dir, '--out-dir')
     cfg, baseline_cfg = load_configs(args, out_dir)
+    # Both models and data sets are checked before the sweep, which takes a
+    # while.
+    check_data_paths(cfg, ('test', ))
+    check_checkpoint_before_runner(cfg, args.checkpoint, 'CHECKPOINT',
+                                   'Pass the overrides of the model through '
+                                   '--cfg-options.')
+    if baseline_cfg is not None:
+        check_data_paths(baseline_cfg, ('test', ), '--baseline-cfg-options')
+        check_checkpoint_before_runner(
+            baseline_cfg, args.baseline_checkpoint, '--baseline-checkpoint',
+            'Pass the overrides of the baseline through '
+            '--baseline-cfg-options.')
     os.makedirs(out_dir, exist_ok=True)
 
     rows = sweep(cfg, args, out_dir)
