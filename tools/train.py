@@ -59,14 +59,20 @@ def resume_checkpoint(resume: Optional[str], work_dir: str) -> Optional[str]:
         resume: Value of ``--resume``: a path, ``'auto'`` for the latest
             checkpoint in the work folder, or None.
         work_dir: The run's work folder.
+
+    Returns:
+        The checkpoint path, checked to start like a PyTorch file when it
+        comes from the work folder. None when there is nothing to resume.
     """
     if resume != 'auto':
         return resume
     latest = find_latest_checkpoint(work_dir)
     if latest is None:
-        print_log(f'--resume: {work_dir} holds no checkpoint to resume from '
-                  '(no last_checkpoint file), so training starts from the '
-                  'beginning.', logger='current', level=logging.WARNING)
+        print_log(f'--resume: {work_dir} contains no checkpoint to resume '
+                  'from (no last_checkpoint file), so training starts from '
+                  'the beginning.', logger='current', level=logging.WARNING)
+    else:
+        check_checkpoint_input(latest, '--resume')
     return latest
 
 
@@ -119,7 +125,6 @@ def main() -> None:
         # checkpoint None.
         cfg.resume = False
     elif resume_from is not None:
-        check_checkpoint_input(resume_from, '--resume')
         check_checkpoint_before_runner(cfg, resume_from, '--resume')
         warn_if_finished(resume_from, cfg)
     build_runner(cfg).train()

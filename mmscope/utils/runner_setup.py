@@ -121,7 +121,7 @@ def check_checkpoint_before_runner(cfg: Config, path: str, option: str,
     """Exit unless a checkpoint sets every weight of the config's model.
 
     The runner writes its config into the work folder when it is built. This
-    check builds the model on its own instead, so a refused checkpoint leaves
+    check builds the model on its own instead, so a rejected checkpoint leaves
     the work folder as it was.
 
     Args:

@@ -65,7 +65,8 @@ def test_tools_name_missing_data(tmp_path):
 
     train = _tool('tools/train.py', 'configs/ade20k/upernet_mambascope_s.py',
                   '--work-dir', str(tmp_path / 'work'))
-    test = _tool('tools/test.py', 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py',
+    test = _tool('tools/test.py',
+                 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py',
                  str(checkpoint), '--work-dir', str(tmp_path / 'work'))
 
     assert train.returncode == 1

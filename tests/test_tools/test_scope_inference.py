@@ -281,15 +281,15 @@ def test_infer_image_detection_needs_colour():
 
 
 def test_float_image_on_unit_scale_warns(monkeypatch):
-    from mmscope import apis
+    from mmscope.utils import image_checks
 
     warnings = []
-    monkeypatch.setattr(apis, 'print_log',
+    monkeypatch.setattr(image_checks, 'print_log',
                         lambda message, **kwargs: warnings.append(message))
     photo = cv2.imread(PHOTOS[0]).astype(np.float32)
 
-    apis.check_image(photo)
-    apis.check_image(photo / 255)
+    image_checks.check_image(photo)
+    image_checks.check_image(photo / 255)
 
     assert len(warnings) == 1
     assert 'values from 0 to 1' in warnings[0]

@@ -212,7 +212,7 @@ def test_sweep_checks_baseline_first(seg_checkpoint, tmp_path,
      '--baseline-checkpoint: README.md is not a PyTorch checkpoint file'),
 ])
 def test_sweep_rejects_bad_options(seg_checkpoint, args, message):
-    # None stands for the checkpoint file that the fixture writes.
+    # None is replaced by the checkpoint file that the fixture writes.
     args = [seg_checkpoint if arg is None else arg for arg in args]
     result = subprocess.run([
         sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,

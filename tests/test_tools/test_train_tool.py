@@ -72,7 +72,7 @@ def test_train_seg_two_iterations_and_validation(tmp_path):
     logs_before = sorted(path.name for path in work_dir.iterdir())
     assert 'missing keys: backbone.layers.2.' in _tool_error(
         *resume[1:], *cfg_options(deeper))
-    # The refused run left the work folder as it was.
+    # The rejected run left the work folder as it was.
     assert dumped.read_text() == config_before
     assert sorted(path.name for path in work_dir.iterdir()) == logs_before
 
@@ -83,7 +83,8 @@ def test_resume_without_checkpoint_warns(tmp_path):
                    str(work_dir), '--resume', '--cfg-options',
                    *cfg_options(SEG_TRAIN)])
 
-    assert f'--resume: {work_dir} holds no checkpoint to resume from' in output
+    assert f'--resume: {work_dir} contains no checkpoint to resume from' \
+        in output
     assert 'latest checkpoint None' not in output
     assert (work_dir / 'iter_2.pth').is_file()
 
