@@ -1,7 +1,6 @@
 """Model loading and single-image inference for mmseg and mmdet configs."""
 import copy
 import os
-import os.path as osp
 from typing import Optional, Union
 
 import torch
@@ -9,8 +8,9 @@ from mmengine.config import Config
 
 from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
                            check_checkpoint_matches)
-from mmscope.utils.checkpoint_file import (check_checkpoint_file,
+from mmscope.utils.checkpoint_file import (check_local_checkpoint,
                                            damaged_file_errors)
+from mmscope.utils.checkpoint_match import build_config_model
 from mmscope.utils.image_checks import check_image
 
 
@@ -91,19 +91,25 @@ def checked_device(device: Optional[str]) -> str:
     return device
 
 
-def check_local_checkpoint(path: str) -> None:
-    """Raise unless ``path`` is a file that starts like a PyTorch checkpoint.
+def check_checkpoint_source(cfg: Config, checkpoint: str) -> None:
+    """Raise unless ``checkpoint`` sets every weight of the config's model.
+
+    The check runs on a model of its own before the mmseg or mmdet API
+    loads the file, so a checkpoint that does not fit gives one error and
+    none of MMEngine's size-mismatch warnings.
+
+    Args:
+        cfg: The config the model is built from. It is not modified.
+        checkpoint: A local path or a URL.
 
     Raises:
-        FileNotFoundError: If ``path`` is a folder or does not exist.
-        ValueError: If the file is not a PyTorch checkpoint.
+        FileNotFoundError: If a local checkpoint file does not exist.
+        ValueError: If the file is not a PyTorch checkpoint, or it lacks
+            weights of the model or has other shapes for them.
     """
-    if osp.isdir(path):
-        raise FileNotFoundError(f'checkpoint {path!r} is a folder; give the '
-                                'path of a .pth file in it')
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
-    check_checkpoint_file(path)
+    if '://' not in checkpoint:
+        check_local_checkpoint(checkpoint)
+    check_checkpoint_matches(build_config_model(cfg), checkpoint)
 
 
 def init_scope_model(cfg: Union[Config, str, os.PathLike],
@@ -130,20 +136,19 @@ def init_scope_model(cfg: Union[Config, str, os.PathLike],
     # The mmseg and mmdet APIs edit the config they build from, so they get
     # a copy and the caller's config keeps its init_cfg and train_cfg.
     cfg = config_copy(cfg)
+    task = task_of(cfg)
     device = checked_device(device)
-    if checkpoint is not None and '://' not in str(checkpoint):
-        check_local_checkpoint(str(checkpoint))
     allow_runner_checkpoints()
+    if checkpoint is not None:
+        check_checkpoint_source(cfg, str(checkpoint))
+
     with damaged_file_errors(str(checkpoint)):
-        if task_of(cfg) == 'seg':
+        if task == 'seg':
             from mmseg.apis import init_model
             model = init_model(cfg, checkpoint, device=device)
         else:
             from mmdet.apis import init_detector
             model = init_detector(cfg, checkpoint, device=device)
-
-    if checkpoint is not None:
-        check_checkpoint_matches(model, checkpoint)
     return model
 
 

@@ -29,6 +29,41 @@ def full_load_allowed() -> bool:
     return value.strip().lower() in TRUE_VALUES
 
 
+def check_file_exists(path: str, name: str) -> None:
+    """Raise unless ``path`` is an existing file.
+
+    Args:
+        path: Local path to check.
+        name: What the path is, such as an argument name, for the message.
+
+    Raises:
+        FileNotFoundError: If ``path`` is a folder or does not exist.
+    """
+    if os.path.isdir(path):
+        raise FileNotFoundError(f'{name} {path} is a folder; give the path of '
+                                'a file in it.')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{name}: file not found: {path}')
+
+
+def check_local_checkpoint(path: str, name: str = 'checkpoint') -> None:
+    """Raise unless ``path`` is a file that starts like a PyTorch checkpoint.
+
+    Only the first bytes are read, so a wrong file is reported before a
+    model is built.
+
+    Args:
+        path: Local path to check.
+        name: What the path is, such as an argument name, for the message.
+
+    Raises:
+        FileNotFoundError: If ``path`` is a folder or does not exist.
+        ValueError: If the file is not a PyTorch checkpoint.
+    """
+    check_file_exists(path, name)
+    check_checkpoint_file(path)
+
+
 def check_checkpoint_file(path: str) -> None:
     """Raise unless ``path`` starts like a file that ``torch.save`` writes.
 

@@ -5,12 +5,15 @@ non-strictly: a checkpoint of another model size loads with warnings only,
 and the model then predicts from partly random weights. These checks reject
 such a checkpoint before it is used.
 """
+import copy
 import logging
 from typing import List, Mapping, NamedTuple
 
 import torch
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
@@ -180,3 +183,19 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
             f'{path} has {len(unexpected)} keys that the model does not use: '
             f'{listed_keys(unexpected)}', logger='current',
             level=logging.WARNING)
+
+
+def build_config_model(cfg: Config) -> nn.Module:
+    """Build the model of a config, with the weights its constructors set.
+
+    The model is built in the config's default scope and on the CPU. No
+    checkpoint and no ``init_cfg`` is loaded. The config is not modified.
+
+    Args:
+        cfg: An mmseg or mmdet config.
+
+    Returns:
+        The model.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return MODELS.build(copy.deepcopy(cfg.model))

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 from mmengine.config import DictAction
 from torch import nn
 
-from .checkpoint_file import check_checkpoint_file
+from .checkpoint_file import check_file_exists, check_local_checkpoint
 from .checkpoint_match import (CheckpointMismatchError,
                                check_checkpoint_matches)
 
@@ -22,28 +22,26 @@ def check_input_file(path: Optional[str], option: str) -> None:
     """
     if path is None:
         return
-    if osp.isdir(path):
-        raise SystemExit(f'{option} {path} is a folder; give the path of a '
-                         'file in it.')
-    if not osp.isfile(path):
-        raise SystemExit(f'{option}: file not found: {path}')
+    try:
+        check_file_exists(path, option)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from error
 
 
 def check_checkpoint_input(path: Optional[str], option: str) -> None:
     """Exit with a message unless ``path`` is a PyTorch checkpoint file.
 
-    Only the first bytes are read, so a wrong file is reported before a
-    model is built.
-
     Args:
-        path: Path to check; ``None`` passes.
+        path: Path to check, as :func:`check_local_checkpoint` does;
+            ``None`` passes.
         option: Name of the argument, used in the message.
     """
-    check_input_file(path, option)
     if path is None:
         return
     try:
-        check_checkpoint_file(path)
+        check_local_checkpoint(path, option)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from error
     except ValueError as error:
         raise SystemExit(f'{option}: {error}') from error
 

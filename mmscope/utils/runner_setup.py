@@ -1,6 +1,5 @@
 """Command-line options and runner set-up shared by the train and test tools."""
 import argparse
-import copy
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -8,9 +7,10 @@ from typing import Iterator
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, RUNNERS, init_default_scope
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .checkpoint_match import build_config_model
 from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
                          check_config_file, check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
@@ -135,9 +135,8 @@ def check_checkpoint_before_runner(cfg: Config, path: str, option: str,
     """
     adapt_config_to_device(cfg, cfg.get('launcher', 'none'))
     allow_runner_checkpoints()
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
     with invalid_settings_exit():
-        model = MODELS.build(copy.deepcopy(cfg.model))
+        model = build_config_model(cfg)
     check_checkpoint_fits(model, path, option, hint)
 
 

@@ -59,7 +59,7 @@ def test_unused_keys_only_warn(tmp_path):
         check_checkpoint_matches(model, str(path))
 
 
-def test_init_scope_model_rejects_other_width(seg_checkpoint):
+def test_init_scope_model_rejects_other_width(seg_checkpoint, capfd):
     path, _ = seg_checkpoint
     cfg = load_config(
         str(REPO_ROOT / SEG_CONFIG),
@@ -71,6 +71,11 @@ def test_init_scope_model_rejects_other_width(seg_checkpoint):
 
     with pytest.raises(ValueError, match='shape mismatches: backbone.'):
         init_scope_model(cfg, str(path), 'cpu')
+
+    # The error comes before loading, without MMEngine's warnings.
+    output = ''.join(capfd.readouterr())
+    assert 'size mismatch' not in output
+    assert 'do not match exactly' not in output
 
 
 def test_test_tool_rejects_other_depth(seg_checkpoint):
