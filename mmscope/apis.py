@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
-                           check_checkpoint_matches)
+                           check_checkpoint_matches, check_model_settings)
 from mmscope.utils.checkpoint_file import (check_local_checkpoint,
                                            damaged_file_errors)
 from mmscope.utils.checkpoint_match import build_config_model
@@ -129,14 +129,17 @@ def init_scope_model(cfg: Union[Config, str, os.PathLike],
 
     Raises:
         FileNotFoundError: If a local checkpoint file does not exist.
-        ValueError: If the device is not available, the checkpoint is not a
-            PyTorch checkpoint, or it lacks weights of the model or has
+        ValueError: If the device is not available, a head does not fit
+            the backbone or the data set (see
+            :func:`mmscope.utils.check_model_settings`), the checkpoint is
+            not a PyTorch checkpoint, or it lacks weights of the model or has
             other shapes for them.
     """
     # The mmseg and mmdet APIs edit the config they build from, so they get
     # a copy and the caller's config keeps its init_cfg and train_cfg.
     cfg = config_copy(cfg)
     task = task_of(cfg)
+    check_model_settings(cfg)
     device = checked_device(device)
     allow_runner_checkpoints()
     if checkpoint is not None:
@@ -152,6 +155,26 @@ def init_scope_model(cfg: Union[Config, str, os.PathLike],
     return model
 
 
+def _inference_error(error: AssertionError) -> Exception:
+    """Return a clear error for an assertion of the mmseg or mmdet API.
+
+    mmcv's ``LoadImageFromFile`` asserts that the image decoded, which fails
+    for a damaged file whose header OpenCV still recognises. mmseg's
+    ``inference_model`` asserts that the images of a list have one size.
+    Other assertions are returned as they are.
+    """
+    message = str(error)
+    if message.startswith('failed to load image'):
+        return ValueError(f'invalid image file: {message}. The file is '
+                          'damaged or truncated; copy or save it again')
+    if 'image size in a batch should be the same' in message:
+        return ValueError('invalid list of images: mmseg segments a list '
+                          'only when all its images have one size. Call '
+                          'infer_image once per image, or resize them to '
+                          'one size first')
+    return error
+
+
 def infer_image(model: torch.nn.Module, cfg: Union[Config, str, os.PathLike],
                 image):
     """Run the standard single-image inference API of the config's task.
@@ -161,7 +184,8 @@ def infer_image(model: torch.nn.Module, cfg: Union[Config, str, os.PathLike],
         cfg: Its config, or the path of the config file.
         image: Path or BGR array accepted by the mmseg/mmdet APIs, or a list
             of them, as :func:`mmscope.utils.image_checks.check_image`
-            describes. Detection needs three colour channels.
+            describes. Detection needs three colour channels, and the images
+            of a list for segmentation need one size.
 
     Returns:
         The prediction data sample, or a list of them for a list of images.
@@ -182,11 +206,6 @@ def infer_image(model: torch.nn.Module, cfg: Union[Config, str, os.PathLike],
         from mmdet.apis import inference_detector
         return inference_detector(model, image)
     except AssertionError as error:
-        # mmcv's LoadImageFromFile asserts that the image decoded, which
-        # fails for a damaged file whose header OpenCV still recognises.
-        if not str(error).startswith('failed to load image'):
-            raise
-        raise ValueError(f'invalid image file: {error}. The file is damaged '
-                         'or truncated; copy or save it again') from error
+        raise _inference_error(error) from error
     finally:
         model.cfg = model_cfg

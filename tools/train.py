@@ -6,6 +6,7 @@ Example:
 import argparse
 import logging
 import numbers
+import os.path as osp
 from typing import Optional
 
 import torch
@@ -66,7 +67,9 @@ def resume_checkpoint(resume: Optional[str], work_dir: str) -> Optional[str]:
     """
     if resume != 'auto':
         return resume
-    latest = find_latest_checkpoint(work_dir)
+    # MMEngine's search logs a notice of its own when the record is absent.
+    has_record = osp.isfile(osp.join(work_dir, 'last_checkpoint'))
+    latest = find_latest_checkpoint(work_dir) if has_record else None
     if latest is None:
         print_log(f'--resume: {work_dir} contains no checkpoint to resume '
                   'from (no last_checkpoint file), so training starts from '

@@ -9,12 +9,12 @@ The ``'cuda'`` backend calls ``causal_conv1d_fn`` from the ``causal_conv1d``
 package. The ``'torch'`` backend calls ``torch.nn.functional.conv1d`` with
 ``groups=dim``.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .selective_scan import read_backend_request
+from .selective_scan import CUDA_INPUT_DTYPES, read_backend_request
 
 try:
     from causal_conv1d import causal_conv1d_fn
@@ -31,12 +31,14 @@ CUDA_MAX_WIDTH = 4
 
 def get_conv_backend(backend: Optional[str] = None,
                      device: Optional[torch.device] = None,
-                     width: Optional[int] = None) -> str:
+                     width: Optional[int] = None,
+                     dtypes: Sequence[torch.dtype] = ()) -> str:
     """Resolve which causal convolution backend a call would use.
 
     ``'auto'`` resolves to ``'cuda'`` when ``causal_conv1d`` is importable,
-    ``device`` is a CUDA device and ``width`` is one the CUDA kernel
-    supports (2 to 4, or None for unknown), and to ``'torch'`` otherwise.
+    ``device`` is a CUDA device, ``width`` is one the CUDA kernel supports
+    (2 to 4, or None for unknown) and every dtype in ``dtypes`` is one of
+    ``CUDA_INPUT_DTYPES``, and to ``'torch'`` otherwise.
 
     Args:
         backend: ``'auto'``, ``'torch'``, ``'cuda'`` or None. None reads the
@@ -44,6 +46,8 @@ def get_conv_backend(backend: Optional[str] = None,
             ``'auto'``.
         device: Device of the input tensors. None means the CPU.
         width: Filter width, or None to skip the width check.
+        dtypes: Dtypes of the input and the filters; empty to skip the
+            dtype check.
 
     Returns:
         ``'torch'`` or ``'cuda'``.
@@ -52,30 +56,35 @@ def get_conv_backend(backend: Optional[str] = None,
         ValueError: If the backend name is invalid, or ``'cuda'`` is
             requested with a width the CUDA kernel does not support.
         RuntimeError: If ``'cuda'`` is requested but ``causal_conv1d`` is not
-            installed or ``device`` is not a CUDA device.
+            installed, ``device`` is not a CUDA device, or the kernel does
+            not support a dtype.
     """
     requested = read_backend_request(backend, CONV_BACKEND_ENV_VAR)
     device = torch.device('cpu') if device is None else torch.device(device)
-    cuda_ready = causal_conv1d_fn is not None and device.type == 'cuda'
+    problems = []
+    if causal_conv1d_fn is None:
+        problems.append('causal_conv1d is not installed')
+    if device.type != 'cuda':
+        problems.append(f'the inputs are on {device}')
+    unsupported = sorted({str(dtype) for dtype in dtypes
+                          if dtype not in CUDA_INPUT_DTYPES})
+    if unsupported:
+        problems.append(f"the tensors have dtype {', '.join(unsupported)}, "
+                        'which the kernel does not support')
     width_supported = width is None or (CUDA_MIN_WIDTH <= width <=
                                         CUDA_MAX_WIDTH)
 
     if requested == 'auto':
-        return 'cuda' if cuda_ready and width_supported else 'torch'
+        return 'cuda' if not problems and width_supported else 'torch'
     if requested == 'torch':
         return requested
 
-    if not cuda_ready:
-        problems = []
-        if causal_conv1d_fn is None:
-            problems.append('causal_conv1d is not installed')
-        if device.type != 'cuda':
-            problems.append(f'the inputs are on {device}')
+    if problems:
         raise RuntimeError(
             "The 'cuda' causal convolution backend needs the causal_conv1d "
-            'package and input tensors on a CUDA device, but '
-            f"{' and '.join(problems)}. Install the CUDA kernels with "
-            '`pip install mamba-ssm causal-conv1d` (this needs a CUDA '
+            'package and float32, float16 or bfloat16 tensors on a CUDA '
+            f"device, but {' and '.join(problems)}. Install the CUDA kernels "
+            'with `pip install mamba-ssm causal-conv1d` (this needs a CUDA '
             'toolkit) or `pip install -e .[cuda]` in the mmscope repository, '
             "move the tensors to a CUDA device, or use backend='torch'.")
     if not width_supported:
@@ -114,7 +123,8 @@ def causal_conv1d(x: torch.Tensor,
         RuntimeError: If the cuda backend is requested but unavailable.
     """
     weight_2d = _check_conv_inputs(x, weight, bias, activation)
-    resolved = get_conv_backend(backend, x.device, weight_2d.shape[1])
+    resolved = get_conv_backend(backend, x.device, weight_2d.shape[1],
+                                (x.dtype, weight_2d.dtype))
 
     if resolved == 'cuda':
         return causal_conv1d_fn(

@@ -7,6 +7,7 @@ from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
 from .data_paths import check_data_paths, missing_data_paths
 from .device_config import (adapt_config_to_device, init_cpu_process_group,
                             replace_sync_bn)
+from .model_settings import check_model_settings
 from .runner_checkpoints import allow_runner_checkpoints
 from .runner_setup import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
@@ -17,7 +18,7 @@ __all__ = [
     'allow_runner_checkpoints', 'build_runner',
     'check_checkpoint_before_runner', 'check_checkpoint_fits',
     'check_checkpoint_input', 'check_checkpoint_matches', 'check_config_file',
-    'check_data_paths', 'check_input_file', 'check_output_dir',
+    'check_data_paths', 'check_input_file', 'check_model_settings', 'check_output_dir',
     'check_output_file', 'checkpoint_mismatches', 'close_process_group',
     'init_cpu_process_group',
     'load_runner_config', 'missing_data_paths', 'replace_sync_bn',

@@ -113,7 +113,7 @@ class ConfigOptionsAction(DictAction):
 
     MMEngine's ``DictAction`` fails with a traceback on an entry without
     ``=`` or without a key, and on a ``dict(...)`` value, which it cannot
-    parse.
+    parse. It reads a ``{...}`` value as a list of strings.
     """
 
     def __call__(self, parser: argparse.ArgumentParser,
@@ -125,7 +125,7 @@ class ConfigOptionsAction(DictAction):
                 parser.error(
                     f'{option_string} takes KEY=VALUE entries, got {entry!r}. '
                     'For example: model.backbone.threshold=0.9')
-            if value.strip().startswith('dict('):
+            if value.strip().startswith(('dict(', '{')):
                 self._reject_dict(parser, option_string, entry)
         try:
             super().__call__(parser, namespace, values, option_string)
@@ -135,8 +135,9 @@ class ConfigOptionsAction(DictAction):
     @staticmethod
     def _reject_dict(parser: argparse.ArgumentParser,
                      option_string: Optional[str], entry: str) -> None:
-        """Exit with the usage error for a ``dict(...)`` value."""
+        """Exit with the usage error for a ``dict(...)`` or ``{...}`` value."""
         parser.error(
-            f'{option_string} cannot parse a dict(...) value: {entry}. Set '
-            'the keys of a dict one by one, for example '
-            'model.backbone.init_cfg.checkpoint=PATH.')
+            f'{option_string} cannot parse a dict(...) or {{...}} value: '
+            f'{entry}. Set the keys of a dict one by one, for example '
+            'model.backbone.init_cfg.checkpoint=PATH, or set the whole dict '
+            'in a config file that inherits this one through _base_.')

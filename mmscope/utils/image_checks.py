@@ -110,7 +110,8 @@ def check_image(image, gray_allowed: bool = True) -> None:
         gray_allowed: Whether arrays without a colour axis are accepted.
 
     Raises:
-        FileNotFoundError: If a path is not a file.
+        FileNotFoundError: If a path does not exist.
+        IsADirectoryError: If a path is a folder.
         ValueError: If a file is not an image OpenCV reads, or an array has
             a shape, dtype or values the pipelines cannot use.
         TypeError: If the image is neither a path nor an array.
@@ -121,6 +122,10 @@ def check_image(image, gray_allowed: bool = True) -> None:
 
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
+        if osp.isdir(path):
+            raise IsADirectoryError(f'image path {path!r} is a folder; give '
+                                    'the path of an image file in it, or a '
+                                    'list of such paths')
         if not osp.isfile(path):
             raise FileNotFoundError(f'image file not found: {path!r}')
         if not cv2.haveImageReader(path):

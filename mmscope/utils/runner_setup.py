@@ -11,6 +11,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint_match import build_config_model
+from .model_settings import check_model_settings
 from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
                          check_config_file, check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
@@ -75,7 +76,7 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(config_path)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        merge_options(cfg, args.cfg_options)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -83,7 +84,26 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
     check_output_dir(cfg.work_dir, '--work-dir')
+    with invalid_settings_exit():
+        check_model_settings(cfg)
     return cfg
+
+
+def merge_options(cfg: Config, options: dict) -> None:
+    """Apply ``--cfg-options`` to ``cfg``, exiting with a message on a clash.
+
+    MMEngine cannot set a key below a setting whose value is not a dict,
+    such as ``model.backbone.init_cfg.type`` where the config sets
+    ``init_cfg=None``, and the command line cannot give ``_delete_=True``.
+    """
+    try:
+        cfg.merge_from_dict(options)
+    except TypeError as error:
+        raise SystemExit(
+            '--cfg-options: cannot set keys below a setting whose value is '
+            f'not a dict ({error}). The command line cannot give '
+            '_delete_=True: set the whole value in a config file that '
+            'inherits this one through _base_.') from error
 
 
 @contextmanager

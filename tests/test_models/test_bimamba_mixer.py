@@ -109,6 +109,28 @@ def test_mixer_matches_step_by_step_vim():
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_float64_mixer_matches_in_float64():
+    mixer = _randomised_mixer().double()
+    tokens = torch.randn(2, 11, 16, dtype=torch.float64)
+
+    out = mixer(tokens)
+    expected = _vim_v2_reference(mixer, tokens)
+
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_float64_block_keeps_float64_residual():
+    block = VimBlock(16, state_size=4).double()
+    tokens = torch.randn(1, 5, 16, dtype=torch.float64)
+
+    out, _ = block(tokens)
+
+    assert out.dtype == torch.float64
+    expected = tokens + block.mixer(block.norm(tokens))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_mixer_pre_proj_output():
     mixer = _randomised_mixer()
     tokens = torch.randn(1, 7, 16)

@@ -271,6 +271,15 @@ def test_nan_confidence_refines():
     assert refined.tolist() == [False, True, True, False]
 
 
+def test_nan_confidence_refines_in_budget():
+    scope = _scope(refine_budget=0.25).eval()
+    confidence = torch.tensor([0.9, float('nan'), 0.1, 0.5])
+
+    refined = scope.decide_refinement(confidence)
+
+    assert refined.tolist() == [False, True, False, False]
+
+
 def test_non_numeric_threshold():
     with pytest.raises(TypeError, match="threshold must be a number, got 'abc'"):
         _scope(threshold='abc')

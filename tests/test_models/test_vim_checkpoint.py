@@ -1,10 +1,12 @@
 import logging
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from mmscope.models import MambaScope, VisionMamba
@@ -149,24 +151,91 @@ def test_stated_source_grid_used():
                        resample_pos_embed(source, (4, 6), (3, 3)))
 
 
-def test_resampling_is_logged():
+@contextmanager
+def _log_records():
+    """Collect the records that MMEngine's current logger emits."""
     records = []
     handler = logging.Handler()
     handler.emit = records.append
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)
     try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_resampling_is_logged():
+    with _log_records() as records:
         convert_vim_state_dict({'pos_embed': torch.randn(1, 24, 8)},
                                {'pos_embed': (4, 4)},
                                source_grids={'pos_embed': (4, 6)})
         convert_vim_state_dict({'pos_embed': torch.randn(1, 16, 8)},
                                {'pos_embed': (4, 4)})
-    finally:
-        logger.removeHandler(handler)
 
-    messages = [record.getMessage() for record in records]
+    messages = [record.getMessage() for record in records
+                if record.levelno == logging.INFO]
     assert messages == ["Resampled the checkpoint's pos_embed from the grid "
                         '4x6 to 4x4 (bicubic).']
+
+
+def test_guessed_grid_warns():
+    with _log_records() as records:
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 16, 8)},
+                               {'pos_embed': (2, 8)})
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 36, 8)},
+                               {'pos_embed': (4, 4)})
+
+    warnings = [record.getMessage() for record in records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "read as 2x8, the model's grid" in warnings[0]
+    assert 'read as 6x6, a square grid' in warnings[1]
+    assert 'pos_embed_grid=(rows, columns)' in warnings[1]
+
+
+def test_stored_config_grid_used(tmp_path):
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS,
+                         img_size=(32, 128))
+    model_cfg = Config(dict(model=dict(
+        type='EncoderDecoder',
+        backbone=dict(type='mmscope.VisionMamba', embed_dims=WIDTH,
+                      num_layers=LAYERS, img_size=(32, 128)))))
+    path = tmp_path / 'runner.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()},
+                'meta': {'cfg': model_cfg.pretty_text}}, path)
+    backbone = _backbone(path, img_size=64,
+                         init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                       prefix='backbone.'))
+
+    # 2x8 has as many entries as the model's 4x4 grid, so only the stored
+    # config distinguishes them.
+    backbone.init_weights()
+
+    expected = resample_pos_embed(source.pos_embed.detach(), (2, 8), (4, 4))
+    assert torch.equal(backbone.pos_embed.detach(), expected)
+
+
+@pytest.mark.parametrize('text', [
+    'model = dict(backbone=dict(type="ResNet", depth=50))',
+    'model = dict(neck=dict(type="FPN"))',
+    'model = dict(backbone=dict(type="VisionMamba", img_size=(31, 31)))',
+    'this is not python',
+])
+def test_stored_config_without_grid_guesses(tmp_path, text):
+    source = VisionMamba(embed_dims=WIDTH, num_layers=LAYERS, img_size=64)
+    path = tmp_path / 'runner.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()},
+                'meta': {'cfg': text}}, path)
+    backbone = _backbone(path, img_size=64,
+                         init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                       prefix='backbone.'))
+
+    backbone.init_weights()
+
+    assert torch.equal(backbone.pos_embed.detach(), source.pos_embed.detach())
 
 
 def test_stated_grid_of_wrong_size_raises():
@@ -298,6 +367,22 @@ def test_mmscope_checkpoint_with_prefix(tmp_path):
 
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_init_cfg_list_with_pretrained(official_file):
+    path, state = official_file
+    pretrained = dict(type='Pretrained', checkpoint=str(path))
+    backbone = _backbone(path, init_cfg=[pretrained])
+
+    backbone.init_weights()
+
+    assert torch.equal(backbone.layers[0].mixer.A_log.data,
+                       state['layers.0.mixer.A_log'])
+
+    mixed = _backbone(path, init_cfg=[
+        pretrained, dict(type='Constant', val=0, layer='Linear')])
+    with pytest.raises(ValueError, match='mixes a Pretrained entry'):
+        mixed.init_weights()
 
 
 def test_does_not_modify_checkpoint_file(official_file):

@@ -194,6 +194,16 @@ def test_conv_backend_auto_selection(monkeypatch) -> None:
     assert get_conv_backend(None, cuda, width=4) == 'cuda'
     assert get_conv_backend(None, cuda, width=5) == 'torch'
     assert get_conv_backend(None, torch.device('cpu'), width=4) == 'torch'
+    assert get_conv_backend(None, cuda, 4, (torch.bfloat16,)) == 'cuda'
+    assert get_conv_backend(None, cuda, 4, (torch.float64,)) == 'torch'
+    assert get_conv_backend(
+        None, cuda, 4, (torch.float32, torch.float64)) == 'torch'
+
+
+def test_conv_backend_cuda_dtype_raises(monkeypatch) -> None:
+    monkeypatch.setattr(conv_module, 'causal_conv1d_fn', object())
+    with pytest.raises(RuntimeError, match='dtype torch.float64'):
+        get_conv_backend('cuda', torch.device('cuda'), 4, (torch.float64,))
 
 
 def test_conv_backend_cuda_width_raises(monkeypatch) -> None:

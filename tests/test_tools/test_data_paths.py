@@ -6,6 +6,7 @@ import torch
 from mmengine.config import Config
 
 from mmscope.utils import missing_data_paths
+from mmscope.utils.data_paths import empty_image_folders
 from tests.reduced import ADE_ROOT
 from tests.test_tools.test_train_tool import REPO_ROOT
 
@@ -52,6 +53,53 @@ def test_data_prefix_below_data_root():
     assert missing_data_paths(cfg, ('test', )) == [
         f'test_dataloader.dataset.data_prefix.img_path: {ADE_ROOT}/images/nope'
     ]
+
+
+def test_image_folder_without_suffix(tmp_path):
+    (tmp_path / 'img' / 'train').mkdir(parents=True)
+    (tmp_path / 'img' / 'train' / 'a.jpg').write_bytes(b'')
+    (tmp_path / 'img' / 'val').mkdir(parents=True)
+    cfg = _config(
+        default_scope='mmseg',
+        train_dataloader=dict(dataset=dict(
+            type='RepeatDataset', times=2, dataset=dict(
+                type='BaseSegDataset', data_root=str(tmp_path),
+                img_suffix='.png', data_prefix=dict(img_path='img/train')))),
+        val_dataloader=dict(dataset=dict(
+            type='ADE20KDataset', data_root=str(tmp_path),
+            data_prefix=dict(img_path='img/val'))))
+
+    empty = empty_image_folders(cfg, ('train', 'val'))
+
+    assert empty == [
+        'train_dataloader.dataset.dataset.data_prefix.img_path: '
+        f"{tmp_path}/img/train has no file ending in '.png' "
+        '(train_dataloader.dataset.dataset.img_suffix)',
+        f"val_dataloader.dataset.data_prefix.img_path: {tmp_path}/img/val "
+        "has no file ending in '.jpg' (val_dataloader.dataset.img_suffix)",
+    ]
+
+
+def test_shipped_images_found():
+    cfg = Config.fromfile(
+        str(REPO_ROOT / 'configs/ade20k/upernet_vim_t.py'))
+    for stage in ('train', 'val', 'test'):
+        cfg[f'{stage}_dataloader'].dataset.data_root = ADE_ROOT
+
+    assert empty_image_folders(cfg, ('train', 'val', 'test')) == []
+
+
+def test_train_tool_names_image_suffix(tmp_path):
+    result = _tool('tools/train.py', 'configs/ade20k/upernet_vim_t.py',
+                   '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                   f'train_dataloader.dataset.data_root={ADE_ROOT}',
+                   f'val_dataloader.dataset.data_root={ADE_ROOT}',
+                   'train_dataloader.dataset.img_suffix=.png')
+
+    assert result.returncode == 1
+    assert 'No images found:' in result.stderr
+    assert "has no file ending in '.png'" in result.stderr
+    assert 'Traceback' not in result.stderr
 
 
 def _tool(*args):

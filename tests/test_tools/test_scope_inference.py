@@ -234,6 +234,9 @@ def test_visualize_scope_output_names(tmp_path):
     (lambda photo, folder: [photo, PHOTOS[1]], ValueError,
      'mixes paths and'),
     (lambda photo, folder: [], ValueError, 'the list is empty'),
+    (lambda photo, folder: folder, IsADirectoryError, 'is a folder'),
+    (lambda photo, folder: PHOTOS, ValueError,
+     'Call infer_image once per image'),
 ])
 def test_infer_image_rejects_bad_images(tmp_path, make_image, error,
                                         message):

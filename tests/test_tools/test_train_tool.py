@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from mmscope.models import VisionMamba
+from mmscope.models.layers import resample_pos_embed
 from tests.reduced import DET, DET_EVAL, RUNTIME, SEG, cfg_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +89,7 @@ def test_resume_without_checkpoint_warns(tmp_path):
     assert f'--resume: {work_dir} contains no checkpoint to resume from' \
         in output
     assert 'latest checkpoint None' not in output
+    assert 'Did not find last_checkpoint' not in output
     assert (work_dir / 'iter_2.pth').is_file()
 
 
@@ -102,7 +106,7 @@ def test_test_tool_seg(tmp_path):
     assert re.search(r'mIoU: \d+\.\d+', output), output[-3000:]
 
 
-def test_train_det_two_iterations_and_validation(tmp_path):
+def test_train_det_two_iterations_and_validation(tmp_path, monkeypatch):
     work_dir = tmp_path / 'det'
     _run([sys.executable, 'tools/train.py', DET_CONFIG, '--work-dir',
           str(work_dir), '--cfg-options', *cfg_options(DET_TRAIN)])
@@ -114,6 +118,22 @@ def test_train_det_two_iterations_and_validation(tmp_path):
     assert len(val) == 1
     assert 'coco/segm_mAP' in val[0]
     assert (work_dir / 'epoch_1.pth').is_file()
+
+    # The runner stores the config in the checkpoint, so its non-square
+    # 4x6 position grid (img_size 64x96) is known when it initialises a
+    # backbone of another grid. Runner checkpoints need the full unpickler.
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=False)
+    backbone = VisionMamba(
+        embed_dims=DET['model.backbone.embed_dims'],
+        num_layers=DET['model.backbone.num_layers'],
+        state_size=DET['model.backbone.state_size'], img_size=80,
+        init_cfg=dict(type='Pretrained', prefix='backbone.',
+                      checkpoint=str(work_dir / 'epoch_1.pth')))
+    backbone.init_weights()
+    stored = checkpoint['state_dict']['backbone.pos_embed']
+    expected = resample_pos_embed(stored, (4, 6), (5, 5))
+    assert torch.equal(backbone.pos_embed.detach(), expected)
 
 
 def test_test_tool_missing_checkpoint(tmp_path):
@@ -164,9 +184,14 @@ def test_tools_check_config_and_work_dir(tmp_path):
         assert 'train_cfg.max_iters must be a whole number of at least 1' in \
             _tool_error('tools/train.py', SEG_CONFIG, '--cfg-options',
                         f'train_cfg.max_iters={value}')
-    assert 'cannot parse a dict(...) value' in _tool_error(
+    for value in ("dict(type='Pretrained')", "{'type': 'Pretrained'}"):
+        assert 'cannot parse a dict(...) or {...} value' in _tool_error(
+            'tools/train.py', SEG_CONFIG, '--cfg-options',
+            f'model.backbone.init_cfg={value}')
+    assert 'cannot set keys below a setting' in _tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options',
-        "model.backbone.init_cfg=dict(type='Pretrained')")
+        'model.backbone.init_cfg=None',
+        'model.backbone.init_cfg.type=Pretrained')
     assert 'takes KEY=VALUE entries' in _tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options', '=5')
     assert 'lies below the file' in _tool_error(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import trunc_normal_
 
-from mmscope.models.layers import ReuseBlock
+from mmscope.models.layers import ReuseBlock, accumulation_dtype
 from mmscope.models.utils.flops import multi_scale_macs, patch_embed_macs
 from mmscope.models.utils.mixed_sequence import (build_mixed_index,
                                                  coarse_cell_of_fine,
@@ -235,7 +235,10 @@ class MambaScope(VisionMamba):
             return torch.ones_like(confidence, dtype=torch.bool)
         if self.refine_budget is not None:
             count = round_share(self.refine_budget, confidence.numel())
-            order = torch.sort(confidence, stable=True).indices
+            # A NaN confidence sorts first, so its image is refined as
+            # under a threshold.
+            ranked = confidence.nan_to_num(nan=-math.inf)
+            order = torch.sort(ranked, stable=True).indices
             refined = torch.zeros_like(confidence, dtype=torch.bool)
             return refined.index_fill(0, order[:count], True)
         return refine_by_threshold(confidence, self.threshold)
@@ -277,8 +280,8 @@ class MambaScope(VisionMamba):
         half = (x.shape[-2] // 2, x.shape[-1] // 2)
         # The antialiased resize has no half-precision CPU kernel.
         small = F.interpolate(
-            x.float(), size=half, mode='bilinear', align_corners=False,
-            antialias=True).to(x.dtype)
+            x.to(accumulation_dtype(x.dtype)), size=half, mode='bilinear',
+            align_corners=False, antialias=True).to(x.dtype)
         tokens, grid = self.patch_embed(small)
         embedded = tokens + self.coarse_position_embedding(grid).to(
             tokens.dtype)

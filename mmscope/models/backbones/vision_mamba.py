@@ -23,6 +23,7 @@ from mmscope.models.layers import (MultiScaleMaps, PatchEmbed, RMSNorm,
 from mmscope.models.utils.checkpoint_io import load_checkpoint_file
 from mmscope.models.utils.flops import (multi_scale_macs, patch_embed_macs,
                                         vim_layer_macs)
+from mmscope.models.utils.runner_config import stored_module_settings
 from mmscope.models.utils.vim_checkpoint import (checked_grid,
                                                  convert_vim_state_dict,
                                                  load_state_dict_checked,
@@ -30,6 +31,9 @@ from mmscope.models.utils.vim_checkpoint import (checked_grid,
 from mmscope.registry import register_model
 
 IntOrPair = Union[int, Tuple[int, int]]
+
+DEFAULT_ARCH = 'tiny'
+DEFAULT_IMG_SIZE = 224
 
 ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
     'tiny': dict(embed_dims=192, num_layers=24, state_size=16, expand=2,
@@ -127,8 +131,11 @@ class VisionMamba(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an
             official Vim checkpoint or an mmscope one (optional ``prefix``).
             ``pos_embed_grid=(rows, columns)`` states the grid of the
-            checkpoint's position embedding where it is neither square nor
-            the model's own.
+            checkpoint's position embedding. Without it, the grid is read
+            from the file: from the ``meta`` that
+            ``tools/convert_vim_checkpoint.py`` writes, or from the config
+            that MMEngine's runner stores. Official checkpoints have a square
+            grid. Any other grid is guessed, with a warning.
     """
 
     # Parameters added on top of the Vim body, allowed to be missing from a
@@ -136,13 +143,13 @@ class VisionMamba(BaseModule):
     extra_prefixes: Tuple[str, ...] = ('multi_scale.', )
 
     def __init__(self,
-                 arch: str = 'tiny',
+                 arch: str = DEFAULT_ARCH,
                  embed_dims: Optional[int] = None,
                  num_layers: Optional[int] = None,
                  state_size: Optional[int] = None,
                  expand: Optional[int] = None,
                  patch_size: Optional[int] = None,
-                 img_size: IntOrPair = 224,
+                 img_size: IntOrPair = DEFAULT_IMG_SIZE,
                  in_channels: int = 3,
                  out_indices: Optional[Union[int, Sequence[int]]] = None,
                  out_strides: Sequence[int] = (4, 8, 16, 32),
@@ -409,15 +416,17 @@ class VisionMamba(BaseModule):
         Returns:
             A state dict with this backbone's key names and grid sizes.
         """
+        state_dict = unwrap_state_dict(checkpoint, prefix)
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         if source_grid is None and isinstance(meta, dict):
             source_grid = meta.get('pos_embed_grid')
+        if source_grid is None and isinstance(meta, dict):
+            source_grid = self._stored_config_grid(meta, prefix, state_dict)
 
         source_grids = None
         if source_grid is not None:
             source_grids = self.checkpoint_grids(checked_grid(source_grid))
 
-        state_dict = unwrap_state_dict(checkpoint, prefix)
         converted, dropped = convert_vim_state_dict(
             state_dict, self.pos_embed_grids(), source_grids)
         if dropped:
@@ -425,20 +434,96 @@ class VisionMamba(BaseModule):
                       logger='current')
         return converted
 
+    # Backbone types whose img_size and patch_size set the grid of
+    # pos_embed as in this class.
+    grid_types: Tuple[str, ...] = ('VisionMamba', 'MambaScope')
+
+    def _stored_config_grid(
+            self, meta: dict, prefix: Optional[str],
+            state_dict: Dict[str, torch.Tensor]) -> Optional[Tuple[int, int]]:
+        """Return the ``pos_embed`` grid that a runner checkpoint's config sets.
+
+        Args:
+            meta: The checkpoint's ``meta``. MMEngine's runner stores the
+                config text under ``cfg``.
+            prefix: Key prefix of the backbone, such as ``'backbone.'``; it
+                names the backbone's place in the stored ``model``.
+            state_dict: The checkpoint's backbone weights.
+
+        Returns:
+            The grid (rows, columns), or None when the config text is absent,
+            describes no Vim backbone at ``prefix``, or gives a grid that
+            does not fit the checkpoint's ``pos_embed``.
+        """
+        cfg_text = meta.get('cfg')
+        pos_embed = state_dict.get('pos_embed')
+        if not isinstance(cfg_text, str) or not prefix or not isinstance(
+                pos_embed, torch.Tensor) or pos_embed.dim() != 3:
+            return None
+        path = [part for part in prefix.split('.') if part]
+        settings = stored_module_settings(cfg_text, path)
+        if settings is None or str(settings.get('type')).split(
+                '.')[-1] not in self.grid_types:
+            return None
+
+        arch = settings.get('arch', DEFAULT_ARCH)
+        patch_size = settings.get('patch_size')
+        if patch_size is None and isinstance(arch, str) and \
+                arch in ARCH_SETTINGS:
+            patch_size = ARCH_SETTINGS[arch]['patch_size']
+        try:
+            img_h, img_w = _to_pair(
+                settings.get('img_size', DEFAULT_IMG_SIZE), 'img_size')
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(patch_size, int) or patch_size <= 0:
+            return None
+
+        grid = (max(img_h // patch_size, 1), max(img_w // patch_size, 1))
+        if grid[0] * grid[1] != pos_embed.shape[1]:
+            return None
+        print_log(f"Read the grid {grid[0]}x{grid[1]} of the checkpoint's "
+                  'pos_embed from the config stored in it (img_size '
+                  f'{img_h}x{img_w}, patch_size {patch_size}).',
+                  logger='current')
+        return grid
+
+    def _pretrained_init_cfg(self) -> Optional[dict]:
+        """Return the Pretrained entry of ``init_cfg``, or None.
+
+        ``init_cfg`` may be a dict or, as MMEngine allows, a list of dicts.
+        A list with a Pretrained entry must hold only that entry.
+
+        Raises:
+            ValueError: If a list mixes a Pretrained entry with others.
+        """
+        entries = self.init_cfg
+        if not isinstance(entries, (list, tuple)):
+            entries = [entries]
+        pretrained = [entry for entry in entries if isinstance(entry, dict)
+                      and entry.get('type') == 'Pretrained']
+        if not pretrained:
+            return None
+        if len(entries) > 1:
+            raise ValueError(
+                f'init_cfg {self.init_cfg!r} mixes a Pretrained entry with '
+                f'others, but {type(self).__name__} loads a checkpoint '
+                'strictly on its own. Give init_cfg=dict(type='
+                "'Pretrained', checkpoint=PATH) alone.")
+        return pretrained[0]
+
     def init_weights(self) -> None:
         """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise."""
-        is_pretrained = (
-            self.init_cfg is not None
-            and self.init_cfg.get('type') == 'Pretrained')
-        if not is_pretrained:
+        pretrained = self._pretrained_init_cfg()
+        if pretrained is None:
             super().init_weights()
             return
 
-        path = self.init_cfg['checkpoint']
+        path = pretrained['checkpoint']
         checkpoint_content = load_checkpoint_file(path)
         state_dict = self.convert_checkpoint(
-            checkpoint_content, self.init_cfg.get('prefix'),
-            self.init_cfg.get('pos_embed_grid'))
+            checkpoint_content, pretrained.get('prefix'),
+            pretrained.get('pos_embed_grid'))
         not_loaded = load_state_dict_checked(
             self, state_dict, self.extra_prefixes, source=str(path))
         print_log(f'Loaded {type(self).__name__} weights from {path}; '

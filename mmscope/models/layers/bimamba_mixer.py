@@ -8,6 +8,8 @@ from torch import nn
 
 from mmscope.ops import causal_conv1d, selective_scan
 
+from .precision import accumulation_dtype
+
 
 def _init_dt_bias(dt_proj: nn.Linear, dt_min: float, dt_max: float,
                   dt_floor: float) -> None:
@@ -122,10 +124,11 @@ class BiMambaMixer(nn.Module):
         b = b.transpose(1, 2)
         c = c.transpose(1, 2)
 
-        a = -torch.exp(a_log.float())
+        dtype = accumulation_dtype(a_log.dtype)
+        a = -torch.exp(a_log.to(dtype))
         return selective_scan(
-            x, delta, a, b, c, D=d.float(), z=z,
-            delta_bias=dt_proj.bias.float(), delta_softplus=True)
+            x, delta, a, b, c, D=d.to(dtype), z=z,
+            delta_bias=dt_proj.bias.to(dtype), delta_softplus=True)
 
     def forward(
         self,

@@ -4,6 +4,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .precision import accumulation_dtype
+
 
 def resample_pos_embed(pos_embed: torch.Tensor,
                        src_shape: Tuple[int, int],
@@ -37,6 +39,7 @@ def resample_pos_embed(pos_embed: torch.Tensor,
     channels = pos_embed.shape[2]
     grid = pos_embed.reshape(1, src_h, src_w, channels).permute(0, 3, 1, 2)
     grid = F.interpolate(
-        grid.float(), size=(dst_h, dst_w), mode=mode, align_corners=False)
+        grid.to(accumulation_dtype(grid.dtype)), size=(dst_h, dst_w),
+        mode=mode, align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, dst_h * dst_w, channels)
     return grid.to(pos_embed.dtype)

@@ -6,14 +6,16 @@ from mmcv.cnn.bricks import DropPath
 from torch import nn
 
 from .bimamba_mixer import BiMambaMixer
+from .precision import accumulation_dtype
 from .rms_norm import RMSNorm
 
 
 class VimBlock(nn.Module):
     """One pre-norm Vim layer: ``x + drop_path(mixer(rms_norm(x)))``.
 
-    The residual stream ``x`` is kept in float32 whatever the compute dtype,
-    as Vim does with ``residual_in_fp32``. This is the same recurrence as
+    The residual stream ``x`` is kept in float32 for float32 and
+    half-precision inputs, as Vim does with ``residual_in_fp32``, and in
+    float64 for float64 inputs. This is the same recurrence as
     Vim's (hidden, residual) formulation, written on the sum.
 
     Args:
@@ -52,13 +54,14 @@ class VimBlock(nn.Module):
                 projection.
 
         Returns:
-            The updated features in float32 and the pre-projection output of
+            The updated features in float32 (float64 for float64 inputs)
+            and the pre-projection output of
             shape (batch, length, inner), or ``None``.
         """
-        residual = x.float()
+        residual = x.to(accumulation_dtype(x.dtype))
         normed = self.norm(residual.to(self.norm.weight.dtype))
         if return_pre_proj:
             mixed, pre_proj = self.mixer(normed, return_pre_proj=True)
         else:
             mixed, pre_proj = self.mixer(normed), None
-        return residual + self.drop_path(mixed).float(), pre_proj
+        return residual + self.drop_path(mixed).to(residual.dtype), pre_proj

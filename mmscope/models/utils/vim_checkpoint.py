@@ -7,6 +7,7 @@ middle of the patch grid, at index ``N // 2``. Dense prediction uses neither
 the head nor the class token, so both are dropped and the remaining N entries
 are resampled to the grid of the model that loads them.
 """
+import logging
 import math
 from collections import OrderedDict
 from numbers import Integral
@@ -79,6 +80,17 @@ def checked_grid(grid: object,
     return int(grid[0]), int(grid[1])
 
 
+def _warn_guessed_grid(key: str, num_entries: int, grid: Sequence[int],
+                       kind: str) -> None:
+    """Log that the grid of a checkpoint's position embedding is a guess."""
+    print_log(
+        f"The checkpoint states no grid for its {key} of {num_entries} "
+        f'entries, so it is read as {grid[0]}x{grid[1]}, {kind} grid. If the '
+        'checkpoint was trained at another grid, add it to init_cfg as '
+        'pos_embed_grid=(rows, columns).', logger='current',
+        level=logging.WARNING)
+
+
 def _source_grid(key: str, num_entries: int, model_grid: Tuple[int, int],
                  stated_grid: Optional[Sequence[int]],
                  official: bool) -> Tuple[int, int]:
@@ -98,7 +110,7 @@ def _source_grid(key: str, num_entries: int, model_grid: Tuple[int, int],
         The grid (height, width). Without a stated grid, an official
         checkpoint's grid is square. Any other checkpoint with as many
         entries as ``model_grid`` is taken to have that grid, and else to
-        have a square one.
+        have a square one. Both guesses are logged as warnings.
 
     Raises:
         ValueError: If the stated grid does not match ``num_entries`` or no
@@ -115,9 +127,12 @@ def _source_grid(key: str, num_entries: int, model_grid: Tuple[int, int],
         return height, width
 
     if not official and num_entries == model_grid[0] * model_grid[1]:
+        _warn_guessed_grid(key, num_entries, model_grid, "the model's")
         return tuple(model_grid)
     side = math.isqrt(num_entries)
     if side * side == num_entries:
+        if not official:
+            _warn_guessed_grid(key, num_entries, (side, side), 'a square')
         return side, side
     if official:
         raise ValueError(

@@ -1,0 +1,153 @@
+"""Checks that a config's heads agree with its backbone and its data set.
+
+Without these checks, a decoder whose input width differs from the
+backbone's fails inside the first forward pass with a bare convolution
+error. A head with more classes than the data set trains without a
+warning, and the metrics silently drop the extra labels.
+"""
+from typing import Iterator, List, Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.registry import DATASETS
+
+# Model keys of the heads whose class count must equal the data set's.
+CLASS_HEADS = ('decode_head', 'auxiliary_head', 'backbone.gate_head',
+               'roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head')
+
+# Model keys of the modules that take the backbone's maps.
+INPUT_MODULES = ('decode_head', 'auxiliary_head', 'neck')
+
+# Backbones whose maps all have ``embed_dims`` channels.
+VIM_BACKBONES = ('VisionMamba', 'MambaScope')
+
+
+def _module_entries(model: dict, key: str) -> Iterator[Tuple[str, dict]]:
+    """Yield (setting, module config) for a dotted key of a model config.
+
+    A list of modules, such as several auxiliary heads, yields each entry.
+    """
+    node = model
+    for part in key.split('.'):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        yield f'model.{key}', node
+    elif isinstance(node, (list, tuple)):
+        for index, entry in enumerate(node):
+            if isinstance(entry, dict):
+                yield f'model.{key}.{index}', entry
+
+
+def backbone_width(backbone: dict) -> Optional[int]:
+    """Return the channel count of a Vim backbone's maps, or None.
+
+    Args:
+        backbone: The ``model.backbone`` config.
+
+    Returns:
+        ``embed_dims``, or the width of the ``arch`` preset, for a
+        ``VisionMamba`` or ``MambaScope`` backbone; None for other types.
+    """
+    from mmscope.models.backbones.vision_mamba import (ARCH_SETTINGS,
+                                                       DEFAULT_ARCH)
+    kind = str(backbone.get('type', '')).split('.')[-1]
+    if kind not in VIM_BACKBONES:
+        return None
+    width = backbone.get('embed_dims')
+    if width is not None:
+        return width
+    preset = ARCH_SETTINGS.get(str(backbone.get('arch', DEFAULT_ARCH)))
+    return preset['embed_dims'] if preset else None
+
+
+def _channel_problems(model: dict) -> List[str]:
+    """Return one line per module whose input width is not the backbone's."""
+    width = backbone_width(model.get('backbone') or {})
+    if width is None:
+        return []
+
+    problems = []
+    for key in INPUT_MODULES:
+        for setting, module in _module_entries(model, key):
+            channels = module.get('in_channels')
+            if isinstance(channels, (list, tuple)):
+                expected = [width] * len(channels)
+                wrong = list(channels) != expected
+            else:
+                expected = width
+                wrong = channels is not None and channels != width
+            if wrong:
+                problems.append(
+                    f'{setting}.in_channels is {channels!r}, but the '
+                    f'backbone gives maps of {width} channels '
+                    '(model.backbone.embed_dims, or the width of its arch). '
+                    f'Set {setting}.in_channels={expected!r}.')
+    return problems
+
+
+def _dataset_classes(cfg: Config) -> Optional[Tuple[int, str]]:
+    """Return the class count of the config's data set and where it is set.
+
+    The first dataloader of train, val and test decides. Its ``metainfo``
+    names the classes, or else the dataset type's own ``METAINFO``.
+    """
+    for stage in ('train', 'val', 'test'):
+        loader = cfg.get(f'{stage}_dataloader')
+        dataset = loader.get('dataset') if isinstance(loader, dict) else None
+        setting = f'{stage}_dataloader.dataset'
+        while isinstance(dataset, dict) and isinstance(
+                dataset.get('dataset'), dict):
+            dataset, setting = dataset['dataset'], f'{setting}.dataset'
+        if not isinstance(dataset, dict):
+            continue
+
+        metainfo = dataset.get('metainfo')
+        if isinstance(metainfo, dict) and metainfo.get('classes'):
+            return (len(metainfo['classes']),
+                    f'{setting}.metainfo.classes')
+        scope = cfg.get('default_scope', 'mmengine')
+        with DATASETS.switch_scope_and_registry(scope) as registry:
+            dataset_type = registry.get(dataset.get('type'))
+        classes = getattr(dataset_type, 'METAINFO', {}).get('classes')
+        if classes:
+            return len(classes), f'the classes of {dataset.get("type")}'
+        return None
+    return None
+
+
+def _class_problems(cfg: Config) -> List[str]:
+    """Return one line per head whose class count is not the data set's."""
+    heads = [(setting, module['num_classes'])
+             for key in CLASS_HEADS
+             for setting, module in _module_entries(cfg.model, key)
+             if isinstance(module.get('num_classes'), int)]
+    if not heads:
+        return []
+
+    found = _dataset_classes(cfg)
+    if found is None:
+        count, source = heads[0][1], heads[0][0] + '.num_classes'
+    else:
+        count, source = found
+    return [
+        f'{setting}.num_classes is {value}, but the data set has {count} '
+        f'classes ({source}). Set {setting}.num_classes={count}.'
+        for setting, value in heads if value != count
+    ]
+
+
+def check_model_settings(cfg: Config) -> None:
+    """Raise if the heads of ``cfg`` do not fit its backbone or data set.
+
+    Args:
+        cfg: An mmseg or mmdet config.
+
+    Raises:
+        ValueError: Listing each head whose ``in_channels`` differ from the
+            width of a Vim backbone, and each head whose ``num_classes``
+            differs from the data set's class count, with the fix.
+    """
+    if not isinstance(cfg.get('model'), dict):
+        return
+    problems = _channel_problems(cfg.model) + _class_problems(cfg)
+    if problems:
+        raise ValueError(' '.join(problems))

@@ -1,0 +1,119 @@
+"""Checks that the heads of a config fit its backbone and its data set."""
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmscope.apis import init_scope_model
+from mmscope.utils import check_model_settings
+from tests.reduced import DET, REPO_ROOT, SEG, cfg_options
+
+SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
+DET_CONFIG = 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py'
+CUSTOM_CLASSES = ('sky', 'road', 'tree', 'other')
+
+
+def _config(path, overrides):
+    cfg = Config.fromfile(str(REPO_ROOT / path))
+    cfg.merge_from_dict(dict(overrides))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    'path', sorted(str(path.relative_to(REPO_ROOT))
+                   for path in (REPO_ROOT / 'configs').glob('*/*.py')
+                   if path.parent.name != '_base_'))
+def test_shipped_configs_pass(path):
+    check_model_settings(Config.fromfile(str(REPO_ROOT / path)))
+
+
+def test_reduced_configs_pass():
+    check_model_settings(_config(SEG_CONFIG, SEG))
+    check_model_settings(_config(DET_CONFIG, DET))
+
+
+def test_decoder_width_named():
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'model.decode_head.in_channels': [192] * 4}))
+
+    with pytest.raises(ValueError) as error:
+        check_model_settings(cfg)
+
+    message = str(error.value)
+    assert 'model.decode_head.in_channels is [192, 192, 192, 192]' in message
+    assert 'maps of 32 channels' in message
+    assert 'Set model.decode_head.in_channels=[32, 32, 32, 32].' in message
+    assert 'auxiliary_head' not in message
+
+
+def test_arch_width_used_without_embed_dims():
+    cfg = _config(SEG_CONFIG, {'model.backbone.arch': 'small'})
+
+    with pytest.raises(ValueError) as error:
+        check_model_settings(cfg)
+
+    message = str(error.value)
+    assert 'maps of 384 channels' in message
+    assert 'Set model.auxiliary_head.in_channels=384.' in message
+
+
+def test_neck_width_named():
+    cfg = _config(DET_CONFIG, dict(DET, **{'model.backbone.embed_dims': 48}))
+
+    with pytest.raises(ValueError,
+                       match=r'Set model.neck.in_channels=\[48, 48, 48, 48\]'):
+        check_model_settings(cfg)
+
+
+def test_gate_classes_follow_metainfo():
+    metainfo = {'classes': CUSTOM_CLASSES}
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'train_dataloader.dataset.metainfo': metainfo,
+        'model.decode_head.num_classes': 4,
+        'model.auxiliary_head.num_classes': 4}))
+
+    with pytest.raises(ValueError) as error:
+        check_model_settings(cfg)
+
+    message = str(error.value)
+    assert 'model.backbone.gate_head.num_classes is 150' in message
+    assert 'data set has 4 classes' in message
+    assert 'train_dataloader.dataset.metainfo.classes' in message
+    assert 'Set model.backbone.gate_head.num_classes=4.' in message
+    assert 'decode_head' not in message
+
+
+def test_detector_classes_follow_dataset_type():
+    cfg = _config(DET_CONFIG, dict(DET, **{
+        'model.roi_head.bbox_head.num_classes': 10}))
+
+    with pytest.raises(ValueError) as error:
+        check_model_settings(cfg)
+
+    message = str(error.value)
+    assert 'model.roi_head.bbox_head.num_classes is 10' in message
+    assert '80 classes (the classes of CocoDataset)' in message
+    assert 'mask_head' not in message
+
+
+def test_train_tool_names_width_before_runner(tmp_path):
+    overrides = dict(SEG, **{'model.decode_head.in_channels': [192] * 4})
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *cfg_options(overrides)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 1
+    assert 'Invalid setting: model.decode_head.in_channels' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'work').exists()
+
+
+def test_init_scope_model_names_classes():
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'model.auxiliary_head.num_classes': 10}))
+
+    with pytest.raises(ValueError,
+                       match='model.auxiliary_head.num_classes is 10'):
+        init_scope_model(cfg, None, 'cpu')
