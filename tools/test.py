@@ -5,12 +5,20 @@ Example:
         --cfg-options model.backbone.threshold=0.9
 """
 import argparse
+from typing import Optional
 
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmscope.apis import task_of
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
                            check_checkpoint_input,
-                           check_data_paths, close_process_group,
+                           check_data_paths, check_output_dir,
+                           check_output_file, close_process_group,
                            load_runner_config)
+
+DUMP_SUFFIXES = ('.pkl', '.pickle')
 
 
 def parse_args() -> argparse.Namespace:
@@ -18,18 +26,93 @@ def parse_args() -> argparse.Namespace:
         description='Test a segmentor or detector with mmscope backbones.')
     parser.add_argument('config', help='path of the config file')
     parser.add_argument('checkpoint', help='path of the checkpoint file')
+    parser.add_argument(
+        '--out',
+        help='segmentation: folder for the predicted label maps (PNG); '
+        'detection: .pkl file for the predictions, for offline evaluation')
+    parser.add_argument(
+        '--show-dir',
+        help='folder for drawn predictions. Segmentation draws every '
+        'default_hooks.visualization.interval-th image (50 unless set)')
     add_runner_arguments(parser)
     return parser.parse_args()
+
+
+def check_out_path(out: Optional[str], task: str) -> None:
+    """Exit with a message if ``--out`` does not suit the config's task."""
+    if out is None:
+        return
+    if task == 'seg':
+        check_output_dir(out, '--out')
+        return
+    check_output_file(out, '--out')
+    if not out.endswith(DUMP_SUFFIXES):
+        raise SystemExit(f'--out {out}: detection predictions are written '
+                         'as a pickle file; give a path ending in .pkl.')
+
+
+def request_drawings(cfg: Config, show_dir: Optional[str], task: str) -> None:
+    """Make the visualization hook draw the predictions into ``show_dir``."""
+    if show_dir is None:
+        return
+    check_output_dir(show_dir, '--show-dir')
+    hook = (cfg.get('default_hooks') or {}).get('visualization')
+    if not hook:
+        raise SystemExit(
+            '--show-dir needs a visualization hook in default_hooks, such as '
+            "visualization=dict(type='SegVisualizationHook') or "
+            "dict(type='DetVisualizationHook').")
+    hook['draw'] = True
+    if task == 'seg':
+        cfg.visualizer['save_dir'] = show_dir
+    else:
+        hook['test_out_dir'] = show_dir
+
+
+def request_label_maps(cfg: Config, out: Optional[str]) -> None:
+    """Make each IoU metric of the test evaluator write its label maps."""
+    if out is None:
+        return
+    evaluator = cfg.test_evaluator
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
+        evaluator]
+    iou_metrics = [metric for metric in metrics
+                   if str(metric.get('type', '')).endswith('IoUMetric')]
+    if not iou_metrics:
+        raise SystemExit('--out needs an IoUMetric in test_evaluator, which '
+                         'writes the label maps.')
+    for metric in iou_metrics:
+        metric['output_dir'] = out
+
+
+def dump_detections(runner: Runner, out: Optional[str]) -> None:
+    """Add a metric that writes the detector's predictions to ``out``."""
+    if out is None:
+        return
+    from mmdet.evaluation import DumpDetResults
+    runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
 
 
 def main() -> None:
     args = parse_args()
     cfg = load_runner_config(args.config, args)
+    try:
+        task = task_of(cfg)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
     check_checkpoint_input(args.checkpoint, 'checkpoint')
+    check_out_path(args.out, task)
     check_data_paths(cfg, ('test', ))
     check_checkpoint_before_runner(cfg, args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint
-    build_runner(cfg).test()
+    request_drawings(cfg, args.show_dir, task)
+    if task == 'seg':
+        request_label_maps(cfg, args.out)
+
+    runner = build_runner(cfg)
+    if task == 'det':
+        dump_detections(runner, args.out)
+    runner.test()
     close_process_group()
 
 

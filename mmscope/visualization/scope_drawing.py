@@ -15,6 +15,12 @@ Box = Tuple[int, int, int, int]
 REFINED_COLOR = (0, 220, 0)  # RGB
 STOPPED_COLOR = (230, 40, 40)
 
+# Smaller images are enlarged to this shorter side before drawing, so that
+# cell outlines and captions stay readable, unless their longer side would
+# exceed the second limit.
+MIN_PANEL_SIDE = 256
+MAX_PANEL_SIDE = 4096
+
 
 def selected_cell_boxes(record: dict, img_shape: Sequence[int],
                         ori_shape: Sequence[int]) -> List[Box]:
@@ -180,8 +186,16 @@ def draw_scope_panels(image: np.ndarray, record: dict,
         img_shape: (height, width) of the network input before padding.
 
     Returns:
-        A new RGB uint8 image of shape (H, 2 * W, 3).
+        A new RGB uint8 image of shape (H, 2 * W, 3). An image whose shorter
+        side is below ``MIN_PANEL_SIDE`` is enlarged first, by a whole
+        factor that keeps its longer side within ``MAX_PANEL_SIDE``.
     """
+    height, width = image.shape[:2]
+    factor = min(-(-MIN_PANEL_SIDE // max(min(height, width), 1)),
+                 max(MAX_PANEL_SIDE // max(height, width), 1))
+    if factor > 1:
+        image = cv2.resize(image, (width * factor, height * factor),
+                           interpolation=cv2.INTER_NEAREST)
     return np.concatenate([
         draw_refinement_map(image, record, img_shape),
         draw_importance_heatmap(image, record, img_shape)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -297,3 +298,18 @@ def test_bfloat16_weights_run(threshold):
     for out in output.maps:
         assert out.dtype == torch.bfloat16
         assert torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize('threshold', [0.0, 1.0])
+def test_small_image_panels_enlarged(threshold):
+    from mmscope.visualization import draw_scope_panels
+    scope = _scope(threshold=threshold).eval()
+    with torch.no_grad():
+        record = scope.forward_scope(torch.randn(1, 3, 64, 64)).info[0]
+    image = np.full((8, 12, 3), 128, dtype=np.uint8)
+
+    panels = draw_scope_panels(image, record, (64, 64))
+
+    # An 8-pixel side is enlarged 32 times to reach 256 pixels.
+    assert panels.shape == (256, 768, 3)
+    assert image.shape == (8, 12, 3)
