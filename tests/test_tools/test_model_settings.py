@@ -1,13 +1,16 @@
 """Checks that the heads of a config fit its backbone and its data set."""
+import re
+import shutil
 import subprocess
 import sys
 
+import cv2
 import pytest
 from mmengine.config import Config
 
 from mmscope.apis import init_scope_model
 from mmscope.utils import check_model_settings
-from tests.reduced import DET, REPO_ROOT, SEG, cfg_options
+from tests.reduced import ADE_ROOT, DET, REPO_ROOT, RUNTIME, SEG, cfg_options
 
 SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
 DET_CONFIG = 'configs/coco/mask_rcnn_vim_t_fpn_1x_coco.py'
@@ -117,3 +120,61 @@ def test_init_scope_model_names_classes():
     with pytest.raises(ValueError,
                        match='model.auxiliary_head.num_classes is 10'):
         init_scope_model(cfg, None, 'cpu')
+
+
+OWN_CONFIG = """
+_base_ = '{base}'
+metainfo = dict(classes={classes}, palette=[[0, 0, 0]] * 4)
+model = dict(
+    backbone=dict(gate_head=dict(num_classes=4)),
+    decode_head=dict(num_classes=4),
+    auxiliary_head=dict(num_classes=4))
+train_dataloader = dict(dataset=dict(
+    type='BaseSegDataset', data_root='{root}', metainfo=metainfo,
+    reduce_zero_label=False, img_suffix='.jpg', seg_map_suffix='.png',
+    data_prefix=dict(img_path='img/train', seg_map_path='ann/train')))
+val_dataloader = dict(dataset=dict(
+    type='BaseSegDataset', data_root='{root}', metainfo=metainfo,
+    reduce_zero_label=False, img_suffix='.jpg', seg_map_suffix='.png',
+    data_prefix=dict(img_path='img/val', seg_map_path='ann/val')))
+test_dataloader = val_dataloader
+"""
+
+
+def _own_data_set(root):
+    """Copy the shipped ADE20K images with their labels folded to 4 classes."""
+    for split, source in (('train', 'training'), ('val', 'validation')):
+        (root / 'img' / split).mkdir(parents=True)
+        (root / 'ann' / split).mkdir(parents=True)
+        images = sorted((REPO_ROOT / ADE_ROOT / 'images' / source).glob(
+            '*.jpg'))
+        for image in images:
+            shutil.copy(image, root / 'img' / split / image.name)
+            label = cv2.imread(
+                str(REPO_ROOT / ADE_ROOT / 'annotations' / source /
+                    f'{image.stem}.png'), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(root / 'ann' / split / f'{image.stem}.png'),
+                        label % 4)
+
+
+def test_own_classes_train(tmp_path):
+    _own_data_set(tmp_path / 'data')
+    config = tmp_path / 'own.py'
+    config.write_text(OWN_CONFIG.format(
+        base=REPO_ROOT / SEG_CONFIG, classes=CUSTOM_CLASSES,
+        root=tmp_path / 'data'))
+    overrides = {key: value for key, value in dict(SEG, **RUNTIME).items()
+                 if not key.endswith('.data_root')}
+    overrides.update({'train_cfg.max_iters': 2, 'train_cfg.val_interval': 2})
+
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', str(config), '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *cfg_options(overrides)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    # The per-class table of IoUMetric names each class of the config.
+    for name in CUSTOM_CLASSES:
+        assert re.search(rf'\|\s+{name}\s+\|', output), name
+    assert 'mIoU:' in output

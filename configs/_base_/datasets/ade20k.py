@@ -5,9 +5,11 @@ dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
 
+# LoadAnnotations takes reduce_zero_label from the dataset (True for
+# ADE20KDataset), so a dataset of other classes sets it in one place.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(
         type='RandomResize',
         scale=(2048, 512),
@@ -23,7 +25,7 @@ test_pipeline = [
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     # Annotations load after resizing so that metrics use the original
     # label maps.
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
 
