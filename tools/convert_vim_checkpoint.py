@@ -17,6 +17,7 @@ import torch
 
 from mmscope.models.utils import convert_vim_state_dict, unwrap_state_dict
 from mmscope.models.utils.checkpoint_io import load_checkpoint_file
+from mmscope.models.utils.vim_checkpoint import warn_unless_middle_class_token
 from mmscope.utils.cli_checks import check_no_file_above
 
 
@@ -92,12 +93,16 @@ def main() -> None:
             f'{args.src} was already converted by this tool (position grid '
             f"{meta['pos_embed_grid']}). It loads through init_cfg as it is; "
             'convert the official checkpoint again for another grid.')
-    if 'pos_embed' not in source or 'cls_token' not in source:
+    absent = [key for key in ('pos_embed', 'cls_token') if key not in source]
+    if absent:
+        names = ' and '.join(repr(key) for key in absent)
         raise SystemExit(
-            f'{args.src} is not an official Vim checkpoint: it has no '
-            "'pos_embed' and 'cls_token' at the top level. A checkpoint "
-            'written by tools/train.py loads directly through init_cfg with '
-            "prefix='backbone.'.")
+            f'{args.src} is not an official Vim checkpoint: its weights have '
+            f'no {names}. A checkpoint written by tools/train.py loads '
+            "directly through init_cfg with prefix='backbone.', and other "
+            "checkpoints with a 'pos_embed' load through init_cfg as they "
+            'are.')
+    warn_unless_middle_class_token(content)
     check_patch_size(source, args.patch_size, args.src)
     try:
         state_dict, dropped = convert_vim_state_dict(source,

@@ -17,6 +17,7 @@ from mmengine.runner import find_latest_checkpoint
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
                            check_checkpoint_input,
+                           check_weights_before_runner,
                            check_data_paths, close_process_group,
                            load_runner_config)
 
@@ -123,13 +124,15 @@ def main() -> None:
         cfg.load_from = args.resume
 
     resume_from = resume_checkpoint(args.resume, cfg.work_dir)
-    if resume_from is None and args.resume == 'auto':
-        # Nothing to resume: start afresh without MMEngine's notice about a
-        # checkpoint None.
-        cfg.resume = False
-    elif resume_from is not None:
+    if resume_from is not None:
         check_checkpoint_before_runner(cfg, resume_from, '--resume')
         warn_if_finished(resume_from, cfg)
+    else:
+        if args.resume == 'auto':
+            # Nothing to resume: start afresh without MMEngine's notice
+            # about a checkpoint None.
+            cfg.resume = False
+        check_weights_before_runner(cfg)
     build_runner(cfg).train()
     close_process_group()
 

@@ -6,8 +6,10 @@ counts. Latency is that of the tensor-mode forward. It excludes data loading
 and post-processing such as resizing logits or pasting masks.
 """
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
@@ -33,6 +35,8 @@ class BenchmarkRow:
         latencies: Duration of each timed forward pass in seconds.
         backbone_latencies: Duration of each timed backbone pass alone.
         profile: Operator table of one profiled forward pass, or ``None``.
+        rois_per_image: Proposals per image that a detector's RoI heads ran
+            on while the FLOPs were counted; ``None`` for a segmentor.
     """
 
     name: str
@@ -44,6 +48,7 @@ class BenchmarkRow:
     latencies: List[float] = field(default_factory=list)
     backbone_latencies: List[float] = field(default_factory=list)
     profile: Optional[str] = None
+    rois_per_image: Optional[float] = None
 
     @property
     def latency_ms(self) -> float:
@@ -106,6 +111,33 @@ def _tensor_forward(model: nn.Module, inputs: torch.Tensor,
     return call
 
 
+@contextmanager
+def counted_rois(model: nn.Module) -> Iterator[List[int]]:
+    """Record how many RoIs the box head of a detector receives per call.
+
+    Args:
+        model: A segmentor or detector.
+
+    Yields:
+        A list that receives the RoI count of each call of
+        ``model.roi_head.bbox_head``; it stays empty for other models.
+    """
+    counts: List[int] = []
+    bbox_head = getattr(getattr(model, 'roi_head', None), 'bbox_head', None)
+    if not isinstance(bbox_head, nn.Module):
+        yield counts
+        return
+
+    def record(module, args, output):
+        counts.append(int(args[0].shape[0]))
+
+    handle = bbox_head.register_forward_hook(record)
+    try:
+        yield counts
+    finally:
+        handle.remove()
+
+
 def count_row(name: str, model: nn.Module, inputs: torch.Tensor,
               data_samples: list, share: Optional[float]) -> BenchmarkRow:
     """Count parameters and GFLOPs of one model at one refine share.
@@ -134,7 +166,7 @@ def count_row(name: str, model: nn.Module, inputs: torch.Tensor,
         records = model.backbone.scope_info
         measured_share = sum(not r['stopped'] for r in records) / batch_size
 
-    with torch.no_grad():
+    with torch.no_grad(), counted_rois(model) as rois:
         head_macs = neck_and_head_macs(model, inputs, maps, data_samples)
     backbone_gflops = sum(backbone_macs) / batch_size / 1e9
     return BenchmarkRow(
@@ -143,7 +175,8 @@ def count_row(name: str, model: nn.Module, inputs: torch.Tensor,
         params=count_parameters(model),
         backbone_gflops=backbone_gflops,
         model_gflops=backbone_gflops + head_macs / batch_size / 1e9,
-        batch_size=batch_size)
+        batch_size=batch_size,
+        rois_per_image=rois[-1] / batch_size if rois else None)
 
 
 def run_benchmark(models: Sequence[Tuple[str, nn.Module]],
@@ -227,6 +260,44 @@ def noise_warnings(rows: Sequence[BenchmarkRow],
                 f'{label}: the backbone alone measured slower than the '
                 'whole model, so the machine was busy; rerun with more '
                 '--runs or on an idle machine.')
+    return warnings
+
+
+def proposal_warnings(rows: Sequence[BenchmarkRow],
+                      baseline: Optional[BenchmarkRow],
+                      tolerance: float = 0.05) -> List[str]:
+    """Describe detector rows whose RoI heads ran on other proposal counts.
+
+    The cost of a detector's RoI heads grows with the number of proposals,
+    which depends on the weights. Whole-model ratios of such rows compare
+    different amounts of work.
+
+    Args:
+        rows: Rows from :func:`run_benchmark`.
+        baseline: Reference row of the ratio columns, or ``None``.
+        tolerance: Largest accepted difference, as a share of the
+            baseline's proposals per image.
+
+    Returns:
+        One sentence per row whose proposals differ; empty otherwise.
+    """
+    if baseline is None or baseline.rois_per_image is None:
+        return []
+    reference = baseline.rois_per_image
+    warnings = []
+    for row in rows:
+        if row.rois_per_image is None or abs(
+                row.rois_per_image - reference) <= tolerance * reference:
+            continue
+        share = '' if row.refine_share is None else (
+            f' at refine share {row.refine_share:g}')
+        warnings.append(
+            f'{row.name}{share}: the RoI heads ran on '
+            f'{row.rois_per_image:g} proposals per image, the baseline\'s on '
+            f'{reference:g}, so its whole-model FLOPs and latency ratios '
+            'compare different work. Compare the backbone ratios, or run '
+            'both models with the weights their constructors set (no '
+            'checkpoints).')
     return warnings
 
 

@@ -133,6 +133,24 @@ def contains_backbone_only(model: nn.Module, checkpoint: object) -> bool:
                                 for key in state_dict)
 
 
+def _load_content(path: str) -> object:
+    """Load a checkpoint file's content with clear errors for bad files."""
+    if '://' not in path:
+        check_checkpoint_file(path)
+    with damaged_file_errors(path):
+        return CheckpointLoader.load_checkpoint(
+            path, map_location='cpu', logger='current')
+
+
+def _backbone_only_fix(path: str) -> str:
+    """Return how to train from a checkpoint of backbone weights only."""
+    return ('It contains backbone weights only, such as an official Vim '
+            'checkpoint or one that tools/convert_vim_checkpoint.py wrote. '
+            'Train from it with --cfg-options '
+            'model.backbone.init_cfg.type=Pretrained '
+            f'model.backbone.init_cfg.checkpoint={path}')
+
+
 def check_checkpoint_matches(model: nn.Module, path: str) -> None:
     """Raise unless the checkpoint file sets every weight of ``model``.
 
@@ -150,11 +168,7 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
         CheckpointMismatchError: If the checkpoint lacks keys of the model
             or has other shapes for them.
     """
-    if '://' not in path:
-        check_checkpoint_file(path)
-    with damaged_file_errors(path):
-        checkpoint = CheckpointLoader.load_checkpoint(
-            path, map_location='cpu', logger='current')
+    checkpoint = _load_content(path)
     state_dict = inner_state_dict(checkpoint)
 
     missing, unexpected, mismatched = checkpoint_mismatches(model, state_dict)
@@ -168,13 +182,8 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
         fix = ('Use the config the checkpoint was trained with, including '
                'its --cfg-options.')
         if contains_backbone_only(model, checkpoint):
-            fix = ('It contains backbone weights only, such as an official '
-                   'Vim checkpoint or one that '
-                   'tools/convert_vim_checkpoint.py wrote. Train from it '
-                   'with --cfg-options '
-                   'model.backbone.init_cfg.type=Pretrained '
-                   f'model.backbone.init_cfg.checkpoint={path}, and give the '
-                   'checkpoint of the whole trained model here.')
+            fix = (_backbone_only_fix(path) + ', and give the checkpoint of '
+                   'the whole trained model here.')
         raise CheckpointMismatchError(
             f'{path} does not contain the weights of this model: '
             + '; '.join(problems) + '. ' + fix)
@@ -183,6 +192,42 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
             f'{path} has {len(unexpected)} keys that the model does not use: '
             f'{listed_keys(unexpected)}', logger='current',
             level=logging.WARNING)
+
+
+def check_backbone_loaded(model: nn.Module, path: str) -> None:
+    """Raise if a checkpoint sets none of the weights of the model's backbone.
+
+    ``load_from`` loads non-strictly, so that a model with other heads can
+    be fine-tuned from it. A checkpoint that sets no backbone weight at all
+    would train from random weights with a warning only.
+
+    Args:
+        model: A segmentor or detector with a ``backbone``.
+        path: The checkpoint file or URL.
+
+    Raises:
+        ValueError: If the file is not a PyTorch checkpoint or is damaged.
+        CheckpointMismatchError: If no backbone weight of ``model`` is in
+            the checkpoint with the model's shape.
+    """
+    checkpoint = _load_content(path)
+    missing, _, mismatched = checkpoint_mismatches(
+        model, inner_state_dict(checkpoint))
+    if is_model_wrapper(model):
+        model = model.module
+    backbone_keys = [key for key in model.state_dict()
+                     if key.startswith('backbone.')]
+    unset = set(missing) | {line.split(':')[0] for line in mismatched}
+    if not backbone_keys or not all(key in unset for key in backbone_keys):
+        return
+
+    fix = ('Give the checkpoint of a whole model whose backbone has the '
+           'arch of this config.')
+    if contains_backbone_only(model, checkpoint):
+        fix = _backbone_only_fix(path) + ' and load_from=None.'
+    raise CheckpointMismatchError(
+        f'{path} sets none of the {len(backbone_keys)} backbone weights of '
+        f'this model, so training would start from random weights. {fix}')
 
 
 def build_config_model(cfg: Config) -> nn.Module:

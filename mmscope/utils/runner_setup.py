@@ -10,11 +10,12 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .checkpoint_match import build_config_model
-from .model_settings import check_model_settings
+from .checkpoint_match import build_config_model, check_backbone_loaded
 from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
-                         check_config_file, check_output_dir)
+                         check_checkpoint_input, check_config_file,
+                         check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
+from .model_settings import check_model_settings
 from .runner_checkpoints import allow_runner_checkpoints
 
 
@@ -158,6 +159,55 @@ def check_checkpoint_before_runner(cfg: Config, path: str, option: str,
     with invalid_settings_exit():
         model = build_config_model(cfg)
     check_checkpoint_fits(model, path, option, hint)
+
+
+def _preload_backbone_weights(model: torch.nn.Module) -> None:
+    """Exit if the backbone's Pretrained ``init_cfg`` does not load.
+
+    The runner loads it when training starts, so an error would come as a
+    traceback after the work folder has been set up.
+    """
+    from mmscope.models import VisionMamba
+    backbone = getattr(model, 'backbone', None)
+    if not isinstance(backbone, VisionMamba):
+        return
+    try:
+        if backbone.pretrained_init_cfg() is None:
+            return
+        backbone.init_weights()
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else error
+        raise SystemExit(f'model.backbone.init_cfg: {message}') from error
+
+
+def check_weights_before_runner(cfg: Config) -> None:
+    """Exit unless the weights a training run starts from load and fit.
+
+    The backbone's Pretrained ``init_cfg`` is loaded once on a model of its
+    own. MMEngine loads ``load_from`` non-strictly and only warns about keys
+    it cannot use, so a checkpoint that sets no backbone weight is rejected.
+    Both checks run before the runner is built, as in
+    :func:`check_checkpoint_before_runner`.
+
+    Args:
+        cfg: The training config.
+    """
+    adapt_config_to_device(cfg, cfg.get('launcher', 'none'))
+    allow_runner_checkpoints()
+    with invalid_settings_exit():
+        model = build_config_model(cfg)
+    _preload_backbone_weights(model)
+
+    path = cfg.get('load_from')
+    if not path:
+        return
+    path = str(path)
+    if '://' not in path:
+        check_checkpoint_input(path, 'load_from')
+    try:
+        check_backbone_loaded(model, path)
+    except ValueError as error:
+        raise SystemExit(f'load_from: {error}') from error
 
 
 def close_process_group() -> None:

@@ -1,3 +1,4 @@
+import argparse
 import logging
 import math
 import re
@@ -340,9 +341,27 @@ def test_wrong_shape_raises_naming_it(tmp_path):
 
 def test_width_mismatch_raises(official_file):
     path, _ = official_file
-    backbone = _backbone(path, embed_dims=48)
+    backbone = _backbone(path, embed_dims=48, num_layers=LAYERS + 1)
 
-    with pytest.raises(RuntimeError, match='shape mismatches'):
+    with pytest.raises(RuntimeError) as error:
+        backbone.init_weights()
+
+    message = str(error.value)
+    assert 'shape mismatches' in message
+    assert f'The checkpoint has embed_dims {WIDTH}, num_layers {LAYERS}.' \
+        in message
+    assert (f'Set model.backbone.embed_dims={WIDTH} '
+            f'model.backbone.num_layers={LAYERS}') in message
+
+
+def test_scope_checkpoint_into_vim_named(tmp_path):
+    source = MambaScope(embed_dims=WIDTH, num_layers=LAYERS, img_size=64,
+                        gate_head=dict(type='ScopeGateHead', num_classes=3))
+    path = tmp_path / 'scope.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    backbone = _backbone(path, img_size=64)
+
+    with pytest.raises(RuntimeError, match='load it with a MambaScope config'):
         backbone.init_weights()
 
 
@@ -359,14 +378,16 @@ def test_mmscope_checkpoint_with_prefix(tmp_path):
         {'state_dict': {f'backbone.{k}': v
                         for k, v in source.state_dict().items()},
          'meta': {}}, path)
-    target = _backbone(path, img_size=64,
-                       init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                     prefix='backbone.'))
+    # MMEngine's Pretrained loading also reads 'backbone' as 'backbone.'.
+    for prefix in ('backbone.', 'backbone'):
+        target = _backbone(path, img_size=64,
+                           init_cfg=dict(type='Pretrained',
+                                         checkpoint=str(path), prefix=prefix))
 
-    target.init_weights()
+        target.init_weights()
 
-    for key, value in source.state_dict().items():
-        assert torch.equal(target.state_dict()[key], value), key
+        for key, value in source.state_dict().items():
+            assert torch.equal(target.state_dict()[key], value), key
 
 
 def test_init_cfg_list_with_pretrained(official_file):
@@ -431,8 +452,17 @@ def test_convert_tool_rejects_non_vim_file(tmp_path):
         capture_output=True, text=True)
 
     assert result.returncode != 0
-    assert 'not an official Vim checkpoint' in result.stderr
+    assert "not an official Vim checkpoint: its weights have no 'pos_embed' " \
+        "and 'cls_token'" in result.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+    torch.save({'model': source.state_dict()}, path)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'convert_vim_checkpoint.py'),
+         str(path), str(tmp_path / 'out.pth')],
+        capture_output=True, text=True)
+
+    assert "its weights have no 'cls_token'." in result.stderr
 
 
 def test_convert_tool_rejects_tiny_size(tmp_path, official_file):
@@ -497,10 +527,25 @@ def test_stated_grid_malformed_raises(tmp_path, grid):
 
 
 def test_official_non_square_grid_raises():
-    state = {'pos_embed': torch.randn(1, 25, 8),
+    state = {'pos_embed': torch.randn(1, 30, 8),
              'cls_token': torch.zeros(1, 1, 8)}
-    with pytest.raises(ValueError, match='square position grid.*24 patch'):
+    with pytest.raises(ValueError, match='square position grid.*29 patch'):
         convert_vim_state_dict(state, {'pos_embed': (4, 6)})
+
+
+def test_pos_embed_without_class_entry_kept():
+    # 16 = 4x4 entries, and 15 is not square: no class-token entry.
+    source = torch.randn(1, 16, 8)
+    state = {'pos_embed': source, 'cls_token': torch.zeros(1, 1, 8)}
+
+    with _log_records() as records:
+        converted, _ = convert_vim_state_dict(state, {'pos_embed': (4, 4)})
+
+    assert torch.equal(converted['pos_embed'], source)
+    warnings = [record.getMessage() for record in records
+                if record.levelno == logging.WARNING]
+    assert any('16 = 4x4 entries and so no class-token entry' in warning
+               for warning in warnings)
 
 
 def _convert(*args):
@@ -577,3 +622,25 @@ def test_convert_tool_rejects_non_square_patches(tmp_path):
     assert result.returncode != 0
     assert 'embeds 8x16 patches; mmscope supports square patches only' in \
         result.stderr
+
+
+@pytest.mark.parametrize('args, warned', [
+    (argparse.Namespace(model='vim_tiny_patch16_224_bimambav2_final_pool_'
+                        'mean_abs_pos_embed_with_midclstok_div2'), False),
+    (argparse.Namespace(model='vim_tiny_patch16_224_bimambav2'), True),
+    (argparse.Namespace(model='vim_tiny_midclstok',
+                        use_middle_cls_token=False), True),
+    (None, False),
+])
+def test_class_token_layout_warning(tmp_path, args, warned):
+    path = tmp_path / 'vim.pth'
+    torch.save({'model': official_vim_state_dict(), 'args': args}, path)
+    backbone = _backbone(path)
+
+    with _log_records() as records:
+        backbone.init_weights()
+
+    warnings = [record.getMessage() for record in records
+                if record.levelno == logging.WARNING]
+    assert any('do not name a middle class token' in warning
+               for warning in warnings) == warned

@@ -1,4 +1,5 @@
 """tools/analysis/benchmark.py and the counts behind its table."""
+import dataclasses
 import math
 import subprocess
 import sys
@@ -172,3 +173,29 @@ def test_benchmark_tool_rejects_bad_options(args, message):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_detector_rows_count_proposals():
+    from mmscope.analysis import proposal_warnings
+    from mmscope.analysis.benchmark import count_row
+    cfg = load_config(DET_VIM, DET)
+    detector = init_scope_model(cfg, None, 'cpu').eval()
+    inputs = torch.randn(2, 3, *SHAPE)
+    samples = make_data_samples('det', 2, SHAPE)
+    segmentor = _seg_model(SEG_VIM)
+
+    row = count_row('vim', detector, inputs, samples, None)
+    seg_row = count_row('seg', segmentor, inputs,
+                        make_data_samples('seg', 2, SHAPE), None)
+
+    assert row.rois_per_image > 0
+    assert seg_row.rois_per_image is None
+    fewer = dataclasses.replace(row, name='fewer',
+                         rois_per_image=row.rois_per_image / 2)
+    assert proposal_warnings([row, fewer], row) == [
+        f'fewer: the RoI heads ran on {row.rois_per_image / 2:g} proposals '
+        f"per image, the baseline's on {row.rois_per_image:g}, so its "
+        'whole-model FLOPs and latency ratios compare different work. '
+        'Compare the backbone ratios, or run both models with the weights '
+        'their constructors set (no checkpoints).']
+    assert proposal_warnings([row, seg_row], None) == []

@@ -226,3 +226,56 @@ def test_init_scope_model_takes_config_path(seg_checkpoint, tmp_path):
                          str(tmp_path), 'cpu')
     with pytest.raises(TypeError, match='invalid cfg: got dict'):
         init_scope_model({'model': {}}, None, 'cpu')
+
+
+def test_load_from_other_heads_passes(seg_checkpoint):
+    from mmscope.utils.checkpoint_match import check_backbone_loaded
+    path, _ = seg_checkpoint
+    # Fine-tuning on a data set with other classes changes the heads only.
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), dict(SEG, **{
+        'train_dataloader.dataset.metainfo.classes': ('a', 'b', 'c', 'd'),
+        'model.decode_head.num_classes': 4,
+        'model.auxiliary_head.num_classes': 4,
+        'model.backbone.gate_head.num_classes': 4}))
+    model = init_scope_model(cfg, None, 'cpu')
+
+    check_backbone_loaded(model, str(path))
+
+
+def test_train_tool_rejects_backbone_only_load_from(seg_checkpoint,
+                                                    tmp_path):
+    path, model = seg_checkpoint
+    backbone_only = tmp_path / 'vim_layout.pth'
+    torch.save({'model': model.backbone.state_dict()}, backbone_only)
+
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *cfg_options(SEG),
+         f'load_from={backbone_only}'],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1
+    assert 'load_from:' in result.stderr
+    assert 'sets none of the' in result.stderr
+    assert 'model.backbone.init_cfg.type=Pretrained' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'work').exists()
+
+
+def test_train_tool_checks_init_cfg_first(seg_checkpoint, tmp_path):
+    path, _ = seg_checkpoint
+    overrides = dict(SEG, **{
+        'model.backbone.init_cfg.type': 'Pretrained',
+        'model.backbone.init_cfg.checkpoint': str(path)})
+    overrides.pop('model.backbone.init_cfg')
+
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *cfg_options(overrides)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 1
+    assert 'model.backbone.init_cfg: Cannot load' in result.stderr
+    assert 'model.backbone.init_cfg.prefix=backbone.' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'work').exists()

@@ -16,7 +16,7 @@ import torch
 
 from mmscope.analysis import (check_refine_shares, format_table,
                               make_data_samples, noise_warnings,
-                              run_benchmark)
+                              proposal_warnings, run_benchmark)
 from mmscope.apis import init_scope_model, load_config, task_of
 from mmscope.utils import (ConfigOptionsAction, check_checkpoint_input,
                            check_config_file, check_output_file)
@@ -182,7 +182,7 @@ def main() -> None:
     baseline = rows[0] if args.baseline is not None else None
     report = '\n'.join(report_header(args)) + '\n' + format_table(
         rows, baseline)
-    for warning in noise_warnings(rows):
+    for warning in noise_warnings(rows) + proposal_warnings(rows, baseline):
         report += f'\nWARNING: {warning}\n'
     for row in rows:
         if row.profile is not None:

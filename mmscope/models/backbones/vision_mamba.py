@@ -24,10 +24,9 @@ from mmscope.models.utils.checkpoint_io import load_checkpoint_file
 from mmscope.models.utils.flops import (multi_scale_macs, patch_embed_macs,
                                         vim_layer_macs)
 from mmscope.models.utils.runner_config import stored_module_settings
-from mmscope.models.utils.vim_checkpoint import (checked_grid,
-                                                 convert_vim_state_dict,
-                                                 load_state_dict_checked,
-                                                 unwrap_state_dict)
+from mmscope.models.utils.vim_checkpoint import (
+    checked_grid, convert_vim_state_dict, load_state_dict_checked,
+    unwrap_state_dict, warn_unless_middle_class_token)
 from mmscope.registry import register_model
 
 IntOrPair = Union[int, Tuple[int, int]]
@@ -417,6 +416,8 @@ class VisionMamba(BaseModule):
             A state dict with this backbone's key names and grid sizes.
         """
         state_dict = unwrap_state_dict(checkpoint, prefix)
+        if 'cls_token' in state_dict:
+            warn_unless_middle_class_token(checkpoint)
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         if source_grid is None and isinstance(meta, dict):
             source_grid = meta.get('pos_embed_grid')
@@ -488,7 +489,7 @@ class VisionMamba(BaseModule):
                   logger='current')
         return grid
 
-    def _pretrained_init_cfg(self) -> Optional[dict]:
+    def pretrained_init_cfg(self) -> Optional[dict]:
         """Return the Pretrained entry of ``init_cfg``, or None.
 
         ``init_cfg`` may be a dict or, as MMEngine allows, a list of dicts.
@@ -514,7 +515,7 @@ class VisionMamba(BaseModule):
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise."""
-        pretrained = self._pretrained_init_cfg()
+        pretrained = self.pretrained_init_cfg()
         if pretrained is None:
             super().init_weights()
             return

@@ -43,6 +43,9 @@ def unwrap_state_dict(checkpoint: dict, prefix: Optional[str] = None) -> dict:
     """
     state_dict = inner_state_dict(checkpoint)
     if prefix:
+        # As in MMEngine's Pretrained loading, 'backbone' means 'backbone.'.
+        if not prefix.endswith('.'):
+            prefix += '.'
         stripped = OrderedDict(
             (key[len(prefix):], value) for key, value in state_dict.items()
             if key.startswith(prefix))
@@ -147,6 +150,52 @@ def _source_grid(key: str, num_entries: int, model_grid: Tuple[int, int],
         'pos_embed_grid=(rows, columns).')
 
 
+def warn_unless_middle_class_token(checkpoint: object) -> None:
+    """Log a warning when a file's training arguments name another layout.
+
+    The official files pickle their training arguments under ``args``. Their
+    model names contain ``midclstok``, and newer versions also store
+    ``use_middle_cls_token``. The loader removes the class token's entry
+    from the middle of ``pos_embed``, which is off by one for a file that
+    put the class token first.
+
+    Args:
+        checkpoint: What ``torch.load`` returned for the file.
+    """
+    args = checkpoint.get('args') if isinstance(checkpoint, dict) else None
+    name = getattr(args, 'model', None)
+    middle = getattr(args, 'use_middle_cls_token', None)
+    named_other = middle is None and isinstance(name, str) and \
+        'midclstok' not in name
+    if middle is False or named_other:
+        print_log(
+            f"The checkpoint's training arguments (model {name!r}, "
+            f'use_middle_cls_token {middle!r}) do not name a middle class '
+            "token. The class token's entry is removed from the middle of "
+            'pos_embed, as in the official midclstok checkpoints. For a file '
+            'whose class token comes first, every position entry is then off '
+            'by one.', logger='current', level=logging.WARNING)
+
+
+def _has_class_entry(pos_embed: torch.Tensor) -> bool:
+    """Return whether a checkpoint's ``pos_embed`` has a class-token entry.
+
+    Official checkpoints have a square grid plus the class token's entry. An
+    embedding with a square number of entries, one less than which is not
+    square, has no such entry; that is logged as a warning.
+    """
+    count = pos_embed.shape[1]
+    if count < 2 or math.isqrt(count - 1) ** 2 == count - 1 or \
+            math.isqrt(count) ** 2 != count:
+        return True
+    side = math.isqrt(count)
+    print_log(
+        f"The checkpoint has a cls_token, but its pos_embed has {count} = "
+        f'{side}x{side} entries and so no class-token entry: all of them are '
+        'read as the position grid.', logger='current', level=logging.WARNING)
+    return False
+
+
 def convert_vim_state_dict(
     state_dict: Dict[str, torch.Tensor],
     pos_embed_grids: Dict[str, Tuple[int, int]],
@@ -188,7 +237,7 @@ def convert_vim_state_dict(
 
     official = 'cls_token' in state_dict
     source = converted.get('pos_embed')
-    if source is not None and official:
+    if source is not None and official and _has_class_entry(source):
         # Vim inserts its class token in the middle of the patch sequence,
         # so its position entry is at index N // 2.
         middle = (source.shape[1] - 1) // 2
@@ -218,14 +267,61 @@ def convert_vim_state_dict(
     return converted, dropped
 
 
-def _loading_fix(missing: List[str], unexpected: List[str]) -> str:
+# Keys that a MambaScope checkpoint adds to the Vim body.
+SCOPE_PREFIXES = ('coarse_pos_embed', 'reuse.', 'gate_head.')
+
+
+def checkpoint_arch(state_dict: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    """Return the backbone settings that a Vim state dict's shapes show.
+
+    Args:
+        state_dict: Backbone weights with Vim key names.
+
+    Returns:
+        Those of ``embed_dims``, ``num_layers``, ``state_size`` and
+        ``patch_size`` that the keys show.
+    """
+    arch = {}
+    proj = state_dict.get('patch_embed.proj.weight')
+    if isinstance(proj, torch.Tensor) and proj.dim() == 4:
+        arch['embed_dims'] = proj.shape[0]
+        arch['patch_size'] = proj.shape[-1]
+    layers = {key.split('.')[1] for key in state_dict
+              if key.startswith('layers.') and key.split('.')[1].isdigit()}
+    if layers:
+        arch['num_layers'] = max(int(index) for index in layers) + 1
+    a_log = state_dict.get('layers.0.mixer.A_log')
+    if isinstance(a_log, torch.Tensor) and a_log.dim() == 2:
+        arch['state_size'] = a_log.shape[1]
+    return arch
+
+
+def _loading_fix(module: nn.Module, state_dict: Dict[str, torch.Tensor],
+                 missing: List[str], unexpected: List[str]) -> str:
     """Return the advice for a checkpoint that does not fit the backbone."""
     unexpected_keys = set(unexpected)
     if any(f'backbone.{key}' in unexpected_keys for key in missing):
         return ("The checkpoint's keys start with 'backbone.', as in a "
                 'checkpoint of a whole model that tools/train.py wrote: add '
-                "prefix='backbone.' to init_cfg (init_cfg.prefix=backbone. in "
-                '--cfg-options).')
+                "prefix='backbone.' to init_cfg "
+                '(model.backbone.init_cfg.prefix=backbone. in --cfg-options).')
+
+    differences = {
+        name: value for name, value in checkpoint_arch(state_dict).items()
+        if getattr(module, name, value) != value
+    }
+    if differences:
+        found = ', '.join(f'{name} {value}'
+                          for name, value in differences.items())
+        settings = ' '.join(f'model.backbone.{name}={value}'
+                            for name, value in differences.items())
+        return (f'The checkpoint has {found}. Set {settings} (and the '
+                'in_channels of the decoder or neck to embed_dims), or use '
+                'a checkpoint of this arch.')
+    if unexpected and all(key.startswith(SCOPE_PREFIXES)
+                          for key in unexpected):
+        return ('The checkpoint is of a MambaScope backbone: load it with a '
+                'MambaScope config.')
     return ('Check that the checkpoint and the backbone arch (embed_dims, '
             'num_layers, state_size, expand, patch_size) agree, or convert an '
             'official Vim checkpoint with tools/convert_vim_checkpoint.py.')
@@ -271,7 +367,7 @@ def load_state_dict_checked(module: nn.Module,
         raise RuntimeError(
             f'Cannot load {source} into {type(module).__name__}: ' +
             '; '.join(problems) + '. ' +
-            _loading_fix(bad_missing, unexpected))
+            _loading_fix(module, state_dict, bad_missing, unexpected))
 
     module.load_state_dict(state_dict, strict=False)
     return missing
