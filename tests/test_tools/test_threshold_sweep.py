@@ -1,6 +1,7 @@
 """tools/analysis/sweep_threshold.py against tools/test.py on real data."""
 import csv
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,9 @@ def _sweep(config, checkpoint, out_dir, thresholds, options, extra=()):
     return rows, images
 
 
-def _test_tool_metrics(config, checkpoint, work_dir, options):
+def _test_tool_metrics(config, checkpoint, work_dir, options, extra=()):
     _run([sys.executable, 'tools/test.py', config, checkpoint, '--work-dir',
-          str(work_dir), '--cfg-options', *cfg_options(options)])
+          str(work_dir), *extra, '--cfg-options', *cfg_options(options)])
     logs = [path for path in Path(work_dir).glob('*/*.json')
             if path.parent.name == path.stem]
     assert len(logs) == 1, logs
@@ -136,14 +137,21 @@ def test_det_sweep_matches_test_tool(tmp_path):
     rows, _ = _sweep(DET_CONFIG, checkpoint, tmp_path / 'sweep', [0, 1],
                      DET_TEST)
 
+    # The second run also writes the predictions and their drawings.
+    outputs = ['--out', str(tmp_path / 'det.pkl'), '--show-dir', 'drawn']
     for index, threshold in enumerate([0, 1]):
         tested = _test_tool_metrics(
             DET_CONFIG, checkpoint, tmp_path / f'test{index}',
-            dict(DET_TEST, **{'model.backbone.threshold': threshold}))
+            dict(DET_TEST, **{'model.backbone.threshold': threshold}),
+            outputs if index == 1 else ())
         for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
             assert float(rows[index][key]) == tested[key], (threshold, key)
         assert float(rows[index]['refine_share']) == \
             tested['scope/refine_share'], threshold
+
+    predictions = pickle.loads((tmp_path / 'det.pkl').read_bytes())
+    assert len(predictions) == 6
+    assert len(list((tmp_path / 'test1').rglob('drawn/*.jpg'))) == 6
 
 
 @pytest.mark.parametrize('extra, message', [
