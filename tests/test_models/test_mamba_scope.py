@@ -313,3 +313,13 @@ def test_small_image_panels_enlarged(threshold):
     # An 8-pixel side is enlarged 32 times to reach 256 pixels.
     assert panels.shape == (256, 768, 3)
     assert image.shape == (8, 12, 3)
+
+
+def test_misspelt_argument_named():
+    with pytest.raises(TypeError) as error:
+        _scope(treshold=0.5)
+
+    message = str(error.value)
+    assert "MambaScope got unexpected arguments: 'treshold' (did you mean " \
+        "'threshold'?)" in message
+    assert 'refine_ratio' in message

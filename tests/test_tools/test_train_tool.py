@@ -217,7 +217,7 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
         ('model.backbone.threshold=abc',
          "threshold must be a number, got 'abc'"),
         ('model.backbone.treshold=0.5',
-         "unexpected keyword argument 'treshold'"),
+         "'treshold' (did you mean 'threshold'?)"),
     ]:
         stderr = _tool_error('tools/train.py', scope_config, '--work-dir',
                              str(tmp_path), '--cfg-options',

@@ -9,6 +9,8 @@ stage) are split into 2x2 fine tokens while the rest stay coarse. The mixed
 sequence then runs through the same layers again, with the coarse features
 reused.
 """
+import difflib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -39,6 +41,32 @@ def refine_by_threshold(confidence: torch.Tensor,
     if threshold >= 1:
         return torch.ones_like(confidence, dtype=torch.bool)
     return ~(confidence >= threshold)
+
+
+def _check_argument_names(kwargs: dict) -> None:
+    """Raise for arguments that neither MambaScope nor VisionMamba takes.
+
+    Python would name ``VisionMamba.__init__`` for a misspelt argument of a
+    MambaScope config, so the message names MambaScope and the closest
+    accepted name.
+
+    Raises:
+        TypeError: Naming each unknown argument.
+    """
+    own = inspect.signature(MambaScope.__init__).parameters
+    inherited = inspect.signature(VisionMamba.__init__).parameters
+    accepted = sorted((set(own) | set(inherited)) - {'self', 'kwargs'})
+    problems = []
+    for name in kwargs:
+        if name in inherited:
+            continue
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ''
+        problems.append(f"'{name}'{hint}")
+    if problems:
+        raise TypeError(
+            f"MambaScope got unexpected arguments: {', '.join(problems)}. "
+            f"It takes {', '.join(accepted)}.")
 
 
 @dataclass
@@ -111,6 +139,7 @@ class MambaScope(VisionMamba):
                  reuse_mlp_ratio: int = 4,
                  refine_budget: Optional[float] = None,
                  **kwargs) -> None:
+        _check_argument_names(kwargs)
         super().__init__(**kwargs)
         self.threshold = threshold
         self.refine_ratio = refine_ratio
