@@ -5,6 +5,7 @@ Example:
         --cfg-options model.backbone.threshold=0.9
 """
 import argparse
+import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
@@ -15,7 +16,8 @@ from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
                            check_checkpoint_input,
                            check_data_paths, check_output_dir,
-                           check_output_file, close_process_group,
+                           check_output_file, check_settings_exit,
+                           close_process_group,
                            load_runner_config)
 
 DUMP_SUFFIXES = ('.pkl', '.pickle')
@@ -32,7 +34,8 @@ def parse_args() -> argparse.Namespace:
         'detection: .pkl file for the predictions, for offline evaluation')
     parser.add_argument(
         '--show-dir',
-        help='folder for drawn predictions. Segmentation draws every '
+        help='folder for drawn predictions (segmentation: in '
+        'vis_data/vis_image below it). Segmentation draws every '
         'default_hooks.visualization.interval-th image (50 unless set)')
     add_runner_arguments(parser)
     return parser.parse_args()
@@ -44,6 +47,9 @@ def check_out_path(out: Optional[str], task: str) -> None:
         return
     if task == 'seg':
         check_output_dir(out, '--out')
+        if out.endswith(DUMP_SUFFIXES):
+            raise SystemExit(f'--out {out}: segmentation writes one label map '
+                             'per image into a folder; give a folder path.')
         return
     check_output_file(out, '--out')
     if not out.endswith(DUMP_SUFFIXES):
@@ -63,10 +69,12 @@ def request_drawings(cfg: Config, show_dir: Optional[str], task: str) -> None:
             "visualization=dict(type='SegVisualizationHook') or "
             "dict(type='DetVisualizationHook').")
     hook['draw'] = True
+    # mmdet's hook joins the folder to the run's log folder, so it gets an
+    # absolute path; both tasks then write below show_dir.
     if task == 'seg':
         cfg.visualizer['save_dir'] = show_dir
     else:
-        hook['test_out_dir'] = show_dir
+        hook['test_out_dir'] = osp.abspath(show_dir)
 
 
 def request_label_maps(cfg: Config, out: Optional[str]) -> None:
@@ -100,6 +108,7 @@ def main() -> None:
         task = task_of(cfg)
     except ValueError as error:
         raise SystemExit(str(error)) from error
+    check_settings_exit(cfg, ('test', ))
     check_checkpoint_input(args.checkpoint, 'checkpoint')
     check_out_path(args.out, task)
     check_data_paths(cfg, ('test', ))

@@ -11,7 +11,7 @@ from .model_settings import check_model_settings
 from .runner_checkpoints import allow_runner_checkpoints
 from .runner_setup import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
-                           check_weights_before_runner,
+                           check_settings_exit, check_weights_before_runner,
                            close_process_group, load_runner_config)
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     'allow_runner_checkpoints', 'build_runner',
     'check_checkpoint_before_runner', 'check_checkpoint_fits',
     'check_checkpoint_input', 'check_checkpoint_matches', 'check_config_file',
-    'check_weights_before_runner',
+    'check_settings_exit', 'check_weights_before_runner',
     'check_data_paths', 'check_input_file', 'check_model_settings', 'check_output_dir',
     'check_output_file', 'checkpoint_mismatches', 'close_process_group',
     'init_cpu_process_group',

@@ -194,31 +194,37 @@ def check_checkpoint_matches(model: nn.Module, path: str) -> None:
             level=logging.WARNING)
 
 
-def check_backbone_loaded(model: nn.Module, path: str) -> None:
-    """Raise if a checkpoint sets none of the weights of the model's backbone.
+def check_backbone_loaded(model: nn.Module, path: str,
+                          min_share: float = 0.5) -> None:
+    """Raise if a checkpoint sets few of the weights of the model's backbone.
 
     ``load_from`` loads non-strictly, so that a model with other heads can
-    be fine-tuned from it. A checkpoint that sets no backbone weight at all
-    would train from random weights with a warning only.
+    be fine-tuned from it. A checkpoint of another backbone would train
+    from mostly random weights with warnings only.
 
     Args:
         model: A segmentor or detector with a ``backbone``.
         path: The checkpoint file or URL.
+        min_share: Smallest accepted share of the backbone's parameter
+            elements that the checkpoint sets with the model's shapes.
 
     Raises:
         ValueError: If the file is not a PyTorch checkpoint or is damaged.
-        CheckpointMismatchError: If no backbone weight of ``model`` is in
-            the checkpoint with the model's shape.
+        CheckpointMismatchError: If the checkpoint sets less than
+            ``min_share`` of the backbone's parameters.
     """
     checkpoint = _load_content(path)
     missing, _, mismatched = checkpoint_mismatches(
         model, inner_state_dict(checkpoint))
     if is_model_wrapper(model):
         model = model.module
-    backbone_keys = [key for key in model.state_dict()
-                     if key.startswith('backbone.')]
     unset = set(missing) | {line.split(':')[0] for line in mismatched}
-    if not backbone_keys or not all(key in unset for key in backbone_keys):
+    sizes = {key: parameter.numel()
+             for key, parameter in model.named_parameters()
+             if key.startswith('backbone.')}
+    total = sum(sizes.values())
+    covered = sum(size for key, size in sizes.items() if key not in unset)
+    if not total or covered >= min_share * total:
         return
 
     fix = ('Give the checkpoint of a whole model whose backbone has the '
@@ -226,8 +232,9 @@ def check_backbone_loaded(model: nn.Module, path: str) -> None:
     if contains_backbone_only(model, checkpoint):
         fix = _backbone_only_fix(path) + ' and load_from=None.'
     raise CheckpointMismatchError(
-        f'{path} sets none of the {len(backbone_keys)} backbone weights of '
-        f'this model, so training would start from random weights. {fix}')
+        f'{path} sets {covered / total:.0%} of the backbone weights of this '
+        'model, so training would start from mostly random weights. '
+        f'{fix}')
 
 
 def build_config_model(cfg: Config) -> nn.Module:

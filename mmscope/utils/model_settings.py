@@ -5,7 +5,7 @@ backbone's fails inside the first forward pass with a bare convolution
 error. A head with more classes than the data set trains without a
 warning, and the metrics silently drop the extra labels.
 """
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.registry import DATASETS
@@ -14,8 +14,9 @@ from mmengine.registry import DATASETS
 CLASS_HEADS = ('decode_head', 'auxiliary_head', 'backbone.gate_head',
                'roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head')
 
-# Model keys of the modules that take the backbone's maps.
-INPUT_MODULES = ('decode_head', 'auxiliary_head', 'neck')
+# Model keys of the heads that take the backbone's maps in a model without
+# a neck. With a neck, only the neck (the first of a list) takes them.
+HEADS_ON_BACKBONE = ('decode_head', 'auxiliary_head')
 
 # Backbones whose maps all have ``embed_dims`` channels.
 VIM_BACKBONES = ('VisionMamba', 'MambaScope')
@@ -59,6 +60,18 @@ def backbone_width(backbone: dict) -> Optional[int]:
     return preset['embed_dims'] if preset else None
 
 
+def _backbone_inputs(model: dict) -> List[Tuple[str, dict]]:
+    """Return (setting, module config) of the modules fed by the backbone."""
+    neck = model.get('neck')
+    if isinstance(neck, (list, tuple)):
+        first = neck[0] if neck else None
+        return [('model.neck.0', first)] if isinstance(first, dict) else []
+    if isinstance(neck, dict):
+        return [('model.neck', neck)]
+    return [entry for key in HEADS_ON_BACKBONE
+            for entry in _module_entries(model, key)]
+
+
 def _channel_problems(model: dict) -> List[str]:
     """Return one line per module whose input width is not the backbone's."""
     width = backbone_width(model.get('backbone') or {})
@@ -66,31 +79,32 @@ def _channel_problems(model: dict) -> List[str]:
         return []
 
     problems = []
-    for key in INPUT_MODULES:
-        for setting, module in _module_entries(model, key):
-            channels = module.get('in_channels')
-            if isinstance(channels, (list, tuple)):
-                expected = [width] * len(channels)
-                wrong = list(channels) != expected
-            else:
-                expected = width
-                wrong = channels is not None and channels != width
-            if wrong:
-                problems.append(
-                    f'{setting}.in_channels is {channels!r}, but the '
-                    f'backbone gives maps of {width} channels '
-                    '(model.backbone.embed_dims, or the width of its arch). '
-                    f'Set {setting}.in_channels={expected!r}.')
+    for setting, module in _backbone_inputs(model):
+        channels = module.get('in_channels')
+        if isinstance(channels, (list, tuple)):
+            expected = [width] * len(channels)
+            wrong = list(channels) != expected
+        else:
+            expected = width
+            wrong = channels is not None and channels != width
+        if wrong:
+            problems.append(
+                f'{setting}.in_channels is {channels!r}, but the backbone '
+                f'gives maps of {width} channels (model.backbone.embed_dims, '
+                f'or the width of its arch). Set {setting}.in_channels='
+                f'{expected!r}.')
     return problems
 
 
-def _dataset_classes(cfg: Config) -> Optional[Tuple[int, str]]:
+def _dataset_classes(cfg: Config,
+                     stages: Sequence[str]) -> Optional[Tuple[int, str]]:
     """Return the class count of the config's data set and where it is set.
 
-    The first dataloader of train, val and test decides. Its ``metainfo``
-    names the classes, or else the dataset type's own ``METAINFO``.
+    The first dataloader of ``stages`` decides. Its ``metainfo`` names the
+    classes, or else the dataset type's own ``METAINFO``. Classes read from
+    a file, and datasets that combine several others, are not counted.
     """
-    for stage in ('train', 'val', 'test'):
+    for stage in stages:
         loader = cfg.get(f'{stage}_dataloader')
         dataset = loader.get('dataset') if isinstance(loader, dict) else None
         setting = f'{stage}_dataloader.dataset'
@@ -101,21 +115,29 @@ def _dataset_classes(cfg: Config) -> Optional[Tuple[int, str]]:
             continue
 
         metainfo = dataset.get('metainfo')
-        if isinstance(metainfo, dict) and metainfo.get('classes'):
-            return (len(metainfo['classes']),
-                    f'{setting}.metainfo.classes')
+        classes = metainfo.get('classes') if isinstance(metainfo,
+                                                       dict) else None
+        if classes is not None:
+            if not isinstance(classes, (list, tuple)):
+                return None
+            return len(classes), f'{setting}.metainfo.classes'
         scope = cfg.get('default_scope', 'mmengine')
         with DATASETS.switch_scope_and_registry(scope) as registry:
             dataset_type = registry.get(dataset.get('type'))
         classes = getattr(dataset_type, 'METAINFO', {}).get('classes')
         if classes:
-            return len(classes), f'the classes of {dataset.get("type")}'
+            return (len(classes),
+                    f'the classes of {dataset.get("type")} in {setting}')
         return None
     return None
 
 
-def _class_problems(cfg: Config) -> List[str]:
-    """Return one line per head whose class count is not the data set's."""
+def _class_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
+    """Return one line per head whose class count differs from the others'.
+
+    The data set's class count is the reference where ``stages`` give it,
+    and else the first head's.
+    """
     heads = [(setting, module['num_classes'])
              for key in CLASS_HEADS
              for setting, module in _module_entries(cfg.model, key)
@@ -123,23 +145,29 @@ def _class_problems(cfg: Config) -> List[str]:
     if not heads:
         return []
 
-    found = _dataset_classes(cfg)
-    if found is None:
-        count, source = heads[0][1], heads[0][0] + '.num_classes'
-    else:
+    found = _dataset_classes(cfg, stages)
+    if found is not None:
         count, source = found
+        reference = f'the data set has {count} classes ({source})'
+    else:
+        first, count = heads[0]
+        reference = f'{first}.num_classes is {count}'
     return [
-        f'{setting}.num_classes is {value}, but the data set has {count} '
-        f'classes ({source}). Set {setting}.num_classes={count}.'
+        f'{setting}.num_classes is {value}, but {reference}. Set '
+        f'{setting}.num_classes={count}.'
         for setting, value in heads if value != count
     ]
 
 
-def check_model_settings(cfg: Config) -> None:
+def check_model_settings(cfg: Config, stages: Sequence[str] = ()) -> None:
     """Raise if the heads of ``cfg`` do not fit its backbone or data set.
 
     Args:
         cfg: An mmseg or mmdet config.
+        stages: Stages of ``'train'``, ``'val'`` and ``'test'`` whose
+            dataloader gives the class count; the first one present
+            decides. Without stages, the heads are compared with each other
+            only.
 
     Raises:
         ValueError: Listing each head whose ``in_channels`` differ from the
@@ -148,6 +176,6 @@ def check_model_settings(cfg: Config) -> None:
     """
     if not isinstance(cfg.get('model'), dict):
         return
-    problems = _channel_problems(cfg.model) + _class_problems(cfg)
+    problems = _channel_problems(cfg.model) + _class_problems(cfg, stages)
     if problems:
         raise ValueError(' '.join(problems))

@@ -3,7 +3,7 @@ import argparse
 import os
 import os.path as osp
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from mmengine.config import Config
@@ -85,9 +85,19 @@ def load_runner_config(config_path: str, args: argparse.Namespace) -> Config:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
     check_output_dir(cfg.work_dir, '--work-dir')
-    with invalid_settings_exit():
-        check_model_settings(cfg)
     return cfg
+
+
+def check_settings_exit(cfg: Config, stages: Sequence[str]) -> None:
+    """Exit with a message if the heads do not fit the backbone or data.
+
+    Args:
+        cfg: The config.
+        stages: Stages whose dataloader gives the class count, as in
+            :func:`mmscope.utils.check_model_settings`.
+    """
+    with invalid_settings_exit():
+        check_model_settings(cfg, stages)
 
 
 def merge_options(cfg: Config, options: dict) -> None:
@@ -102,9 +112,9 @@ def merge_options(cfg: Config, options: dict) -> None:
     except TypeError as error:
         raise SystemExit(
             '--cfg-options: cannot set keys below a setting whose value is '
-            f'not a dict ({error}). The command line cannot give '
-            '_delete_=True: set the whole value in a config file that '
-            'inherits this one through _base_.') from error
+            f'not a dict ({error}). Set the whole value, with _delete_=True, '
+            'in a config file that inherits this one through _base_.'
+        ) from error
 
 
 @contextmanager
@@ -185,7 +195,8 @@ def check_weights_before_runner(cfg: Config) -> None:
 
     The backbone's Pretrained ``init_cfg`` is loaded once on a model of its
     own. MMEngine loads ``load_from`` non-strictly and only warns about keys
-    it cannot use, so a checkpoint that sets no backbone weight is rejected.
+    it cannot use, so a checkpoint that sets less than half of the
+    backbone's weights is rejected.
     Both checks run before the runner is built, as in
     :func:`check_checkpoint_before_runner`.
 

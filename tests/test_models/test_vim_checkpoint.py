@@ -354,15 +354,31 @@ def test_width_mismatch_raises(official_file):
             f'model.backbone.num_layers={LAYERS}') in message
 
 
-def test_scope_checkpoint_into_vim_named(tmp_path):
+def test_scope_checkpoint_into_vim_and_other_classes(tmp_path):
     source = MambaScope(embed_dims=WIDTH, num_layers=LAYERS, img_size=64,
                         gate_head=dict(type='ScopeGateHead', num_classes=3))
     path = tmp_path / 'scope.pth'
     torch.save({'state_dict': source.state_dict()}, path)
-    backbone = _backbone(path, img_size=64)
+    vim = _backbone(path, img_size=64)
+    scope = MambaScope(embed_dims=WIDTH, num_layers=LAYERS, img_size=64,
+                       gate_head=dict(type='ScopeGateHead', num_classes=5),
+                       init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    initial_fc = scope.gate_head.fc.weight.detach().clone()
 
-    with pytest.raises(RuntimeError, match='load it with a MambaScope config'):
-        backbone.init_weights()
+    with _log_records() as records:
+        vim.init_weights()
+        scope.init_weights()
+
+    warnings = [record.getMessage() for record in records
+                if record.levelno == logging.WARNING]
+    assert any('is of a MambaScope backbone' in warning
+               for warning in warnings)
+    assert any('gate head of another class count' in warning
+               for warning in warnings)
+    assert torch.equal(vim.pos_embed.detach(), source.pos_embed.detach())
+    assert torch.equal(scope.layers[0].mixer.A_log.detach(),
+                       source.layers[0].mixer.A_log.detach())
+    assert torch.equal(scope.gate_head.fc.weight.detach(), initial_fc)
 
 
 def test_missing_file_raises(tmp_path):

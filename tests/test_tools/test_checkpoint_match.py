@@ -242,6 +242,20 @@ def test_load_from_other_heads_passes(seg_checkpoint):
     check_backbone_loaded(model, str(path))
 
 
+def test_load_from_other_width_rejected(seg_checkpoint):
+    from mmscope.utils.checkpoint_match import check_backbone_loaded
+    path, _ = seg_checkpoint
+    # At another width only the gate head's bias would load.
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), dict(SEG, **{
+        'model.backbone.embed_dims': 48,
+        'model.decode_head.in_channels': [48] * 4,
+        'model.auxiliary_head.in_channels': 48}))
+    model = init_scope_model(cfg, None, 'cpu')
+
+    with pytest.raises(ValueError, match='sets 0% of the backbone weights'):
+        check_backbone_loaded(model, str(path))
+
+
 def test_train_tool_rejects_backbone_only_load_from(seg_checkpoint,
                                                     tmp_path):
     path, model = seg_checkpoint
@@ -256,7 +270,7 @@ def test_train_tool_rejects_backbone_only_load_from(seg_checkpoint,
 
     assert result.returncode == 1
     assert 'load_from:' in result.stderr
-    assert 'sets none of the' in result.stderr
+    assert 'of the backbone weights of this model' in result.stderr
     assert 'model.backbone.init_cfg.type=Pretrained' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not (tmp_path / 'work').exists()

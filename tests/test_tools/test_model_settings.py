@@ -77,7 +77,7 @@ def test_gate_classes_follow_metainfo():
         'model.auxiliary_head.num_classes': 4}))
 
     with pytest.raises(ValueError) as error:
-        check_model_settings(cfg)
+        check_model_settings(cfg, ('train', ))
 
     message = str(error.value)
     assert 'model.backbone.gate_head.num_classes is 150' in message
@@ -92,12 +92,57 @@ def test_detector_classes_follow_dataset_type():
         'model.roi_head.bbox_head.num_classes': 10}))
 
     with pytest.raises(ValueError) as error:
-        check_model_settings(cfg)
+        check_model_settings(cfg, ('test', ))
 
     message = str(error.value)
     assert 'model.roi_head.bbox_head.num_classes is 10' in message
-    assert '80 classes (the classes of CocoDataset)' in message
+    assert ('80 classes (the classes of CocoDataset in '
+            'test_dataloader.dataset)') in message
     assert 'mask_head' not in message
+
+
+def test_neck_takes_backbone_maps():
+    # With a neck, the heads take the neck's maps, not the backbone's.
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'model.neck': dict(type='MultiLevelNeck', in_channels=[32] * 4,
+                           out_channels=48, scales=[4, 2, 1, 0.5]),
+        'model.decode_head.in_channels': [48] * 4,
+        'model.auxiliary_head.in_channels': 48}))
+    check_model_settings(cfg)
+
+    det = _config(DET_CONFIG, DET)
+    det.model.neck = [dict(det.model.neck),
+                      dict(type='BFP', in_channels=256, num_levels=5)]
+    check_model_settings(det)
+
+    det.model.neck[0]['in_channels'] = [48] * 4
+    with pytest.raises(ValueError, match=r'model.neck.0.in_channels is'):
+        check_model_settings(det)
+
+
+def test_classes_from_file_not_counted(tmp_path):
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('sky\nroad\ntree\nother\n')
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'train_dataloader.dataset.metainfo': {'classes': str(classes)},
+        'model.decode_head.num_classes': 4,
+        'model.auxiliary_head.num_classes': 4,
+        'model.backbone.gate_head.num_classes': 4}))
+
+    check_model_settings(cfg, ('train', ))
+
+
+def test_stages_choose_the_dataloader():
+    cfg = _config(SEG_CONFIG, dict(SEG, **{
+        'test_dataloader.dataset.metainfo': {'classes': CUSTOM_CLASSES},
+        'model.decode_head.num_classes': 4,
+        'model.auxiliary_head.num_classes': 4,
+        'model.backbone.gate_head.num_classes': 4}))
+
+    check_model_settings(cfg, ('test', ))
+    check_model_settings(cfg)
+    with pytest.raises(ValueError, match='150 classes'):
+        check_model_settings(cfg, ('train', ))
 
 
 def test_train_tool_names_width_before_runner(tmp_path):

@@ -138,7 +138,8 @@ def test_det_sweep_matches_test_tool(tmp_path):
                      DET_TEST)
 
     # The second run also writes the predictions and their drawings.
-    outputs = ['--out', str(tmp_path / 'det.pkl'), '--show-dir', 'drawn']
+    outputs = ['--out', str(tmp_path / 'det.pkl'), '--show-dir',
+               str(tmp_path / 'drawn')]
     for index, threshold in enumerate([0, 1]):
         tested = _test_tool_metrics(
             DET_CONFIG, checkpoint, tmp_path / f'test{index}',
@@ -151,7 +152,7 @@ def test_det_sweep_matches_test_tool(tmp_path):
 
     predictions = pickle.loads((tmp_path / 'det.pkl').read_bytes())
     assert len(predictions) == 6
-    assert len(list((tmp_path / 'test1').rglob('drawn/*.jpg'))) == 6
+    assert len(list((tmp_path / 'drawn').glob('*.jpg'))) == 6
 
 
 @pytest.mark.parametrize('extra, message', [

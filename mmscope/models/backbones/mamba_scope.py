@@ -129,6 +129,7 @@ class MambaScope(VisionMamba):
 
     extra_prefixes = ('multi_scale.', 'coarse_pos_embed', 'reuse.',
                       'gate_head.')
+    task_prefixes = ('gate_head.', )
 
     def __init__(self,
                  gate_head: dict,

@@ -140,6 +140,9 @@ class VisionMamba(BaseModule):
     # Parameters added on top of the Vim body, allowed to be missing from a
     # Vim checkpoint.
     extra_prefixes: Tuple[str, ...] = ('multi_scale.', )
+    # Parameters whose shapes depend on the task; a checkpoint of another
+    # task leaves them at their initial values.
+    task_prefixes: Tuple[str, ...] = ()
 
     def __init__(self,
                  arch: str = DEFAULT_ARCH,
@@ -526,7 +529,8 @@ class VisionMamba(BaseModule):
             checkpoint_content, pretrained.get('prefix'),
             pretrained.get('pos_embed_grid'))
         not_loaded = load_state_dict_checked(
-            self, state_dict, self.extra_prefixes, source=str(path))
+            self, state_dict, self.extra_prefixes, source=str(path),
+            resizable=self.task_prefixes)
         print_log(f'Loaded {type(self).__name__} weights from {path}; '
                   f'initialised from scratch: {not_loaded}', logger='current')
         self._is_init = True

@@ -42,9 +42,10 @@ def load_checkpoint_file(path: str) -> dict:
             path, map_location='cpu', logger='current')
     if not osp.isfile(path):
         raise FileNotFoundError(
-            f'Checkpoint file not found: {path}. Download the official Vim '
-            'weights (docs/getting_started.md) or set '
-            'model.backbone.init_cfg=None to train from scratch.')
+            f'Checkpoint file not found: {path}. Point init_cfg.checkpoint at '
+            'an existing file, download the official Vim weights '
+            '(docs/getting_started.md), or set model.backbone.init_cfg=None '
+            'to train from scratch.')
 
     check_checkpoint_file(path)
     with damaged_file_errors(path):

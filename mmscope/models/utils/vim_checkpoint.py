@@ -318,28 +318,44 @@ def _loading_fix(module: nn.Module, state_dict: Dict[str, torch.Tensor],
         return (f'The checkpoint has {found}. Set {settings} (and the '
                 'in_channels of the decoder or neck to embed_dims), or use '
                 'a checkpoint of this arch.')
-    if unexpected and all(key.startswith(SCOPE_PREFIXES)
-                          for key in unexpected):
-        return ('The checkpoint is of a MambaScope backbone: load it with a '
-                'MambaScope config.')
     return ('Check that the checkpoint and the backbone arch (embed_dims, '
             'num_layers, state_size, expand, patch_size) agree, or convert an '
             'official Vim checkpoint with tools/convert_vim_checkpoint.py.')
 
 
+def _drop_keys(state_dict: Dict[str, torch.Tensor], keys: List[str],
+               reason: str, source: str) -> Dict[str, torch.Tensor]:
+    """Return ``state_dict`` without ``keys``, logging why they are unused."""
+    if not keys:
+        return state_dict
+    print_log(f'{source}: {reason}, so {len(keys)} keys keep their initial '
+              f'values or are not used: {listed_keys(keys)}',
+              logger='current', level=logging.WARNING)
+    return OrderedDict((key, value) for key, value in state_dict.items()
+                       if key not in keys)
+
+
 def load_state_dict_checked(module: nn.Module,
                             state_dict: Dict[str, torch.Tensor],
                             allowed_missing: Iterable[str] = (),
-                            source: str = 'checkpoint') -> List[str]:
+                            source: str = 'checkpoint',
+                            resizable: Iterable[str] = ()) -> List[str]:
     """Load ``state_dict`` into ``module``, raising on any unexpected change.
+
+    Two differences are allowed and logged as warnings: the coarse-stage
+    weights of a MambaScope checkpoint loaded into a plain Vim backbone are
+    not used, and keys under ``resizable`` whose shapes differ keep their
+    initial values.
 
     Args:
         module: The module to load into.
-        state_dict: Converted weights.
+        state_dict: Converted weights; it is not modified.
         allowed_missing: Key prefixes that the checkpoint may lack (layers
             the module adds on top of the Vim body); they keep their
             initial values.
         source: Name of the checkpoint, used in messages.
+        resizable: Key prefixes whose shapes depend on the task, such as
+            the gate head's class count.
 
     Returns:
         The module keys that kept their initial values.
@@ -349,10 +365,23 @@ def load_state_dict_checked(module: nn.Module,
             mismatch that is not allowed.
     """
     allowed = tuple(allowed_missing)
+    _, unexpected, mismatched = state_dict_differences(
+        module.state_dict(), state_dict)
+    state_dict = _drop_keys(
+        state_dict, [key for key in unexpected
+                     if key.startswith(SCOPE_PREFIXES)],
+        'the checkpoint is of a MambaScope backbone and its coarse-stage '
+        f'weights have no place in {type(module).__name__}', source)
+    state_dict = _drop_keys(
+        state_dict, [line.split(':')[0] for line in mismatched
+                     if line.startswith(tuple(resizable))],
+        'the checkpoint has other shapes for task-dependent weights, such '
+        'as the gate head of another class count', source)
+
     missing, unexpected, mismatched = state_dict_differences(
         module.state_dict(), state_dict)
-    bad_missing = [key for key in missing if not key.startswith(allowed)]
-
+    bad_missing = [key for key in missing
+                   if not key.startswith(allowed + tuple(resizable))]
     problems = []
     if bad_missing:
         problems.append(f'{len(bad_missing)} missing keys: '
