@@ -121,13 +121,15 @@ def _dataset_classes(cfg: Config,
             if not isinstance(classes, (list, tuple)):
                 return None
             return len(classes), f'{setting}.metainfo.classes'
-        scope = cfg.get('default_scope', 'mmengine')
-        with DATASETS.switch_scope_and_registry(scope) as registry:
-            dataset_type = registry.get(dataset.get('type'))
+        dataset_type = dataset.get('type')
+        if isinstance(dataset_type, str):
+            scope = cfg.get('default_scope', 'mmengine')
+            with DATASETS.switch_scope_and_registry(scope) as registry:
+                dataset_type = registry.get(dataset_type)
         classes = getattr(dataset_type, 'METAINFO', {}).get('classes')
         if classes:
-            return (len(classes),
-                    f'the classes of {dataset.get("type")} in {setting}')
+            name = getattr(dataset_type, '__name__', dataset_type)
+            return len(classes), f'the classes of {name} in {setting}'
         return None
     return None
 
