@@ -164,11 +164,20 @@ def check_checkpoint_before_runner(cfg: Config, path: str, option: str,
         hint: Sentences added to the message of a checkpoint that loads but
             does not fit, as in :func:`check_checkpoint_fits`.
     """
+    check_checkpoint_fits(_model_before_runner(cfg), path, option, hint)
+
+
+def _model_before_runner(cfg: Config) -> torch.nn.Module:
+    """Build the config's model for a check, set up as the runner would.
+
+    The config is adapted to this machine's devices and runner checkpoints
+    are allowed, as :func:`build_runner` does. A setting that the model
+    rejects ends the program as :func:`invalid_settings_exit` describes.
+    """
     adapt_config_to_device(cfg, cfg.get('launcher', 'none'))
     allow_runner_checkpoints()
     with invalid_settings_exit():
-        model = build_config_model(cfg)
-    check_checkpoint_fits(model, path, option, hint)
+        return build_config_model(cfg)
 
 
 def _preload_backbone_weights(model: torch.nn.Module) -> None:
@@ -182,8 +191,6 @@ def _preload_backbone_weights(model: torch.nn.Module) -> None:
     if not isinstance(backbone, VisionMamba):
         return
     try:
-        if backbone.pretrained_init_cfg() is None:
-            return
         backbone.init_weights()
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error
@@ -203,13 +210,17 @@ def check_weights_before_runner(cfg: Config) -> None:
     Args:
         cfg: The training config.
     """
-    adapt_config_to_device(cfg, cfg.get('launcher', 'none'))
-    allow_runner_checkpoints()
+    from mmscope.models.backbones.vision_mamba import pretrained_entry
+    backbone = cfg.model.get('backbone') or {}
     with invalid_settings_exit():
-        model = build_config_model(cfg)
-    _preload_backbone_weights(model)
-
+        pretrained = pretrained_entry(backbone.get('init_cfg'))
     path = cfg.get('load_from')
+    if pretrained is None and not path:
+        return
+
+    model = _model_before_runner(cfg)
+    if pretrained is not None:
+        _preload_backbone_weights(model)
     if not path:
         return
     path = str(path)

@@ -53,6 +53,35 @@ def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
                     f'got {value!r}.')
 
 
+def pretrained_entry(init_cfg: object,
+                     owner: str = 'VisionMamba') -> Optional[dict]:
+    """Return the Pretrained entry of a backbone's ``init_cfg``, or None.
+
+    ``init_cfg`` may be a dict or, as MMEngine allows, a list of dicts. A
+    list with a Pretrained entry must hold only that entry.
+
+    Args:
+        init_cfg: The ``init_cfg`` setting.
+        owner: Name of the backbone class, used in the message.
+
+    Raises:
+        ValueError: If a list mixes a Pretrained entry with others.
+    """
+    entries = init_cfg
+    if not isinstance(entries, (list, tuple)):
+        entries = [entries]
+    pretrained = [entry for entry in entries if isinstance(entry, dict)
+                  and entry.get('type') == 'Pretrained']
+    if not pretrained:
+        return None
+    if len(entries) > 1:
+        raise ValueError(
+            f'init_cfg {init_cfg!r} mixes a Pretrained entry with others, '
+            f'but {owner} loads a checkpoint strictly on its own. Give '
+            "init_cfg=dict(type='Pretrained', checkpoint=PATH) alone.")
+    return pretrained[0]
+
+
 def resolve_layer_indices(indices: Sequence[int], num_layers: int,
                           name: str) -> Tuple[int, ...]:
     """Check layer indices and return them counted from the first layer.
@@ -495,26 +524,10 @@ class VisionMamba(BaseModule):
     def pretrained_init_cfg(self) -> Optional[dict]:
         """Return the Pretrained entry of ``init_cfg``, or None.
 
-        ``init_cfg`` may be a dict or, as MMEngine allows, a list of dicts.
-        A list with a Pretrained entry must hold only that entry.
-
         Raises:
-            ValueError: If a list mixes a Pretrained entry with others.
+            ValueError: As :func:`pretrained_entry` describes.
         """
-        entries = self.init_cfg
-        if not isinstance(entries, (list, tuple)):
-            entries = [entries]
-        pretrained = [entry for entry in entries if isinstance(entry, dict)
-                      and entry.get('type') == 'Pretrained']
-        if not pretrained:
-            return None
-        if len(entries) > 1:
-            raise ValueError(
-                f'init_cfg {self.init_cfg!r} mixes a Pretrained entry with '
-                f'others, but {type(self).__name__} loads a checkpoint '
-                'strictly on its own. Give init_cfg=dict(type='
-                "'Pretrained', checkpoint=PATH) alone.")
-        return pretrained[0]
+        return pretrained_entry(self.init_cfg, type(self).__name__)
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise."""
