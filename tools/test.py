@@ -14,11 +14,10 @@ from mmengine.runner import Runner
 from mmscope.apis import task_of
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
-                           check_checkpoint_input,
+                           check_checkpoint_input, check_data_arguments,
                            check_data_paths, check_output_dir,
                            check_output_file, check_settings_exit,
-                           close_process_group,
-                           load_runner_config)
+                           close_process_group, load_runner_config)
 
 DUMP_SUFFIXES = ('.pkl', '.pickle')
 
@@ -111,6 +110,7 @@ def main() -> None:
     check_settings_exit(cfg, ('test', ))
     check_checkpoint_input(args.checkpoint, 'checkpoint')
     check_out_path(args.out, task)
+    check_data_arguments(cfg, ('test', ))
     check_data_paths(cfg, ('test', ))
     check_checkpoint_before_runner(cfg, args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint

@@ -16,9 +16,9 @@ from mmengine.runner import find_latest_checkpoint
 
 from mmscope.utils import (add_runner_arguments, build_runner,
                            check_checkpoint_before_runner,
-                           check_checkpoint_input, check_data_paths,
-                           check_settings_exit, check_weights_before_runner,
-                           close_process_group,
+                           check_checkpoint_input, check_data_arguments,
+                           check_data_paths, check_settings_exit,
+                           check_weights_before_runner, close_process_group,
                            load_runner_config)
 
 
@@ -107,8 +107,9 @@ def main() -> None:
     cfg = load_runner_config(args.config, args)
     check_train_length(cfg)
     check_settings_exit(cfg, ('train', 'val'))
-    check_data_paths(cfg, ('train', 'val') if cfg.get('val_cfg') else
-                     ('train', ))
+    stages = ('train', 'val') if cfg.get('val_cfg') else ('train', )
+    check_data_arguments(cfg, stages)
+    check_data_paths(cfg, stages)
 
     if args.amp:
         if not torch.cuda.is_available():

@@ -96,21 +96,36 @@ def _channel_problems(model: dict) -> List[str]:
     return problems
 
 
+def _innermost_dataset(dataset, setting: str) -> Tuple[object, str]:
+    """Follow ``dataset`` and first ``datasets`` entries of wrappers."""
+    while isinstance(dataset, dict):
+        inner = dataset.get('dataset')
+        if not isinstance(inner, dict):
+            datasets = dataset.get('datasets')
+            if not isinstance(datasets, (list, tuple)) or not datasets:
+                break
+            inner, key = datasets[0], 'datasets.0'
+        else:
+            key = 'dataset'
+        dataset, setting = inner, f'{setting}.{key}'
+    return dataset, setting
+
+
 def _dataset_classes(cfg: Config,
                      stages: Sequence[str]) -> Optional[Tuple[int, str]]:
     """Return the class count of the config's data set and where it is set.
 
     The first dataloader of ``stages`` decides. Its ``metainfo`` names the
-    classes, or else the dataset type's own ``METAINFO``. Classes read from
-    a file, and datasets that combine several others, are not counted.
+    classes, or else the dataset type's own ``METAINFO``. A wrapper counts
+    the classes of the dataset it wraps, and a ``ConcatDataset`` those of its
+    first dataset, because MMEngine requires the same classes in all of
+    them. Classes read from a file are not counted.
     """
     for stage in stages:
         loader = cfg.get(f'{stage}_dataloader')
         dataset = loader.get('dataset') if isinstance(loader, dict) else None
-        setting = f'{stage}_dataloader.dataset'
-        while isinstance(dataset, dict) and isinstance(
-                dataset.get('dataset'), dict):
-            dataset, setting = dataset['dataset'], f'{setting}.dataset'
+        dataset, setting = _innermost_dataset(dataset,
+                                              f'{stage}_dataloader.dataset')
         if not isinstance(dataset, dict):
             continue
 

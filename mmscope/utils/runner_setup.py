@@ -1,5 +1,6 @@
 """Command-line options and runner set-up shared by the train and test tools."""
 import argparse
+import logging
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -7,6 +8,7 @@ from typing import Iterator, Sequence
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -180,18 +182,32 @@ def _model_before_runner(cfg: Config) -> torch.nn.Module:
         return build_config_model(cfg)
 
 
+@contextmanager
+def _errors_only_logged() -> Iterator[None]:
+    """Let the current MMLogger log errors only, until the block ends."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _preload_backbone_weights(model: torch.nn.Module) -> None:
     """Exit if the backbone's Pretrained ``init_cfg`` does not load.
 
     The runner loads it when training starts, so an error would come as a
-    traceback after the work folder has been set up.
+    traceback after the work folder has been set up. The runner logs the
+    loader's notices and warnings then, so this load logs errors only.
     """
     from mmscope.models import VisionMamba
     backbone = getattr(model, 'backbone', None)
     if not isinstance(backbone, VisionMamba):
         return
     try:
-        backbone.init_weights()
+        with _errors_only_logged():
+            backbone.init_weights()
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error
         raise SystemExit(f'model.backbone.init_cfg: {message}') from error

@@ -1,14 +1,16 @@
 """Rejection of checkpoints that do not contain the model's weights."""
+import logging
 import subprocess
 import sys
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 
 from mmscope.apis import init_scope_model, load_config
 from mmscope.utils import (check_checkpoint_fits, check_checkpoint_matches,
-                           checkpoint_mismatches)
+                           check_weights_before_runner, checkpoint_mismatches)
 from tests.reduced import SEG, cfg_options
 from tests.test_tools.test_train_tool import REPO_ROOT
 
@@ -293,3 +295,27 @@ def test_train_tool_checks_init_cfg_first(seg_checkpoint, tmp_path):
     assert 'model.backbone.init_cfg.prefix=backbone.' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not (tmp_path / 'work').exists()
+
+
+def test_init_cfg_check_logs_errors_only(seg_checkpoint):
+    # The runner loads init_cfg again and logs its notices then, so the
+    # check before the runner must not log them a first time.
+    path, _ = seg_checkpoint
+    cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', prefix='backbone.',
+                                       checkpoint=str(path))
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        check_weights_before_runner(cfg)
+    finally:
+        logger.removeHandler(handler)
+
+    about_checkpoint = [record.getMessage() for record in records
+                        if str(path) in record.getMessage()]
+    assert about_checkpoint == []
+    assert logger.level == level

@@ -101,6 +101,23 @@ def test_detector_classes_follow_dataset_type():
     assert 'mask_head' not in message
 
 
+def test_concatenated_datasets_counted():
+    cfg = _config(SEG_CONFIG, SEG)
+    inner = dict(cfg.train_dataloader.dataset,
+                 metainfo={'classes': CUSTOM_CLASSES})
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2,
+        dataset=dict(type='ConcatDataset', datasets=[inner, inner]))
+
+    with pytest.raises(ValueError) as error:
+        check_model_settings(cfg, ('train', ))
+
+    message = str(error.value)
+    assert 'data set has 4 classes' in message
+    assert ('train_dataloader.dataset.dataset.datasets.0.metainfo.classes'
+            in message)
+
+
 def test_neck_takes_backbone_maps():
     # With a neck, the heads take the neck's maps, not the backbone's.
     cfg = _config(SEG_CONFIG, dict(SEG, **{

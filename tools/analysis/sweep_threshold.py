@@ -30,7 +30,8 @@ from mmscope.evaluation import ScopeMetric
 from mmscope.utils import (ConfigOptionsAction, build_runner,
                            check_checkpoint_before_runner,
                            check_checkpoint_input, check_config_file,
-                           check_data_paths, check_output_dir)
+                           check_data_arguments, check_data_paths,
+                           check_output_dir)
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -218,11 +219,14 @@ def main() -> None:
     cfg, baseline_cfg = load_configs(args, out_dir)
     # Both models and data sets are checked before the sweep, which takes a
     # while.
+    check_data_arguments(cfg, ('test', ))
     check_data_paths(cfg, ('test', ))
     check_checkpoint_before_runner(cfg, args.checkpoint, 'CHECKPOINT',
                                    'Pass the overrides of the model through '
                                    '--cfg-options.')
     if baseline_cfg is not None:
+        check_data_arguments(baseline_cfg, ('test', ),
+                             '--baseline-cfg-options')
         check_data_paths(baseline_cfg, ('test', ), '--baseline-cfg-options')
         check_checkpoint_before_runner(
             baseline_cfg, args.baseline_checkpoint, '--baseline-checkpoint',

@@ -1,0 +1,115 @@
+"""Misspelt data, transform and metric settings are named before the runner."""
+import subprocess
+import sys
+
+import pytest
+from mmcv.transforms import RandomResize
+from mmengine.config import Config
+from mmseg.datasets import ADE20KDataset
+from mmseg.evaluation import IoUMetric
+
+from mmscope.utils.data_arguments import (accepted_arguments,
+                                          data_argument_problems)
+from tests.test_tools.test_train_tool import REPO_ROOT
+
+SHIPPED_CONFIGS = sorted(
+    str(path.relative_to(REPO_ROOT))
+    for folder in ('ade20k', 'coco')
+    for path in (REPO_ROOT / 'configs' / folder).glob('*.py'))
+
+
+@pytest.mark.parametrize('path', SHIPPED_CONFIGS)
+def test_shipped_configs_pass(path):
+    cfg = Config.fromfile(str(REPO_ROOT / path))
+
+    assert data_argument_problems(cfg, ('train', 'val', 'test')) == []
+
+
+def test_misspelt_names_in_each_part():
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs/ade20k/upernet_vim_t.py'))
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_prefx': 'images',
+        'train_dataloader.dataset.pipeline.1.reduce_zero_labl': True,
+        'val_evaluator.iou_metric': ['mIoU'],
+        'test_dataloader.dataset.type': 'ADE20KDatset',
+    })
+
+    problems = data_argument_problems(cfg, ('train', 'val', 'test'))
+
+    assert problems == [
+        "train_dataloader.dataset.data_prefx: ADE20KDataset takes no "
+        "argument 'data_prefx' (did you mean 'data_prefix'?)",
+        'train_dataloader.dataset.pipeline.1.reduce_zero_labl: '
+        "LoadAnnotations takes no argument 'reduce_zero_labl' (did you mean "
+        "'reduce_zero_label'?)",
+        "val_evaluator.iou_metric: IoUMetric takes no argument 'iou_metric' "
+        "(did you mean 'iou_metrics'?)",
+        "test_dataloader.dataset.type: 'ADE20KDatset' is not a registered "
+        "dataset type (did you mean 'ADE20KDataset'?)",
+    ]
+
+
+def test_wrapped_datasets_and_nested_transforms():
+    cfg = Config(dict(
+        default_scope='mmdet',
+        train_dataloader=dict(dataset=dict(
+            type='RepeatDataset', times=2, tims=3,
+            dataset=dict(type='CocoDataset', ann_fle='a.json'))),
+        test_dataloader=dict(dataset=dict(
+            type='CocoDataset',
+            pipeline=[dict(type='TestTimeAug', transforms=[
+                [dict(type='mmdet.Resize', scale=(64, 64), keep_ration=True)],
+                [dict(type='RandomFlip', prob=1.0)],
+            ])])),
+        test_evaluator=[dict(type='CocoMetric', metrc='bbox')]))
+
+    problems = data_argument_problems(cfg, ('train', 'test'))
+
+    assert problems == [
+        "train_dataloader.dataset.dataset.ann_fle: CocoDataset takes no "
+        "argument 'ann_fle' (did you mean 'ann_file'?)",
+        "train_dataloader.dataset.tims: RepeatDataset takes no argument "
+        "'tims' (did you mean 'times'?)",
+        'test_dataloader.dataset.pipeline.0.transforms.0.0.keep_ration: '
+        "Resize takes no argument 'keep_ration' (did you mean "
+        "'keep_ratio'?)",
+        "test_evaluator.0.metrc: CocoMetric takes no argument 'metrc' (did "
+        "you mean 'metric'?)",
+    ]
+
+
+def test_class_types_and_scope_keys():
+    cfg = Config(dict(
+        default_scope='mmseg',
+        val_dataloader=dict(dataset=dict(
+            type=ADE20KDataset, _scope_='mmseg', data_root='x')),
+        val_evaluator=dict(type=IoUMetric, iou_metricz=['mIoU'])))
+
+    assert data_argument_problems(cfg, ('val', )) == [
+        "val_evaluator.iou_metricz: IoUMetric takes no argument "
+        "'iou_metricz' (did you mean 'iou_metrics'?)"
+    ]
+
+
+def test_accepted_arguments_follow_kwargs():
+    # ADE20KDataset passes **kwargs on to BaseSegDataset, which names them.
+    # RandomResize passes them to the resize transform it builds, so any
+    # name is accepted.
+    assert {'img_suffix', 'data_root', 'pipeline'} <= accepted_arguments(
+        ADE20KDataset)
+    assert accepted_arguments(RandomResize) is None
+
+
+def test_train_tool_names_misspelt_setting(tmp_path):
+    work_dir = tmp_path / 'work'
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/ade20k/upernet_vim_t.py',
+         '--work-dir', str(work_dir), '--cfg-options',
+         'train_dataloader.dataset.data_prefx.img_path=images'],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 1
+    assert 'Unknown data or metric settings:' in result.stderr
+    assert "(did you mean 'data_prefix'?)" in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not work_dir.exists()
