@@ -6,11 +6,12 @@ from typing import Optional, Union
 import torch
 from mmengine.config import Config
 
-from mmscope.utils import (adapt_config_to_device, allow_runner_checkpoints,
-                           check_checkpoint_matches, check_model_settings)
+from mmscope.utils import (adapt_config_to_device, check_checkpoint_matches,
+                           check_model_settings)
 from mmscope.utils.checkpoint_file import (check_local_checkpoint,
                                            damaged_file_errors)
 from mmscope.utils.checkpoint_match import build_config_model
+from mmscope.utils.runner_checkpoints import runner_checkpoints_allowed
 from mmscope.utils.image_checks import check_image
 
 
@@ -121,7 +122,10 @@ def init_scope_model(cfg: Union[Config, str, os.PathLike],
         cfg: Config from :func:`load_config`, or the path of a config file.
             It is not modified.
         checkpoint: Checkpoint written by ``tools/train.py``, or ``None`` to
-            keep the weights the model's constructors initialise.
+            keep the weights the model's constructors initialise. It is read
+            with PyTorch's full unpickler, which MMEngine's runner
+            checkpoints need, so load only checkpoints you trust. The rest
+            of the process keeps PyTorch's default.
         device: ``'cpu'``, ``'cuda'`` or ``None`` for CUDA when available.
 
     Returns:
@@ -141,17 +145,17 @@ def init_scope_model(cfg: Union[Config, str, os.PathLike],
     task = task_of(cfg)
     check_model_settings(cfg)
     device = checked_device(device)
-    allow_runner_checkpoints()
-    if checkpoint is not None:
-        check_checkpoint_source(cfg, str(checkpoint))
+    with runner_checkpoints_allowed():
+        if checkpoint is not None:
+            check_checkpoint_source(cfg, str(checkpoint))
 
-    with damaged_file_errors(str(checkpoint)):
-        if task == 'seg':
-            from mmseg.apis import init_model
-            model = init_model(cfg, checkpoint, device=device)
-        else:
-            from mmdet.apis import init_detector
-            model = init_detector(cfg, checkpoint, device=device)
+        with damaged_file_errors(str(checkpoint)):
+            if task == 'seg':
+                from mmseg.apis import init_model
+                model = init_model(cfg, checkpoint, device=device)
+            else:
+                from mmdet.apis import init_detector
+                model = init_detector(cfg, checkpoint, device=device)
     return model
 
 

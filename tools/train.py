@@ -74,7 +74,8 @@ def resume_checkpoint(resume: Optional[str], work_dir: str) -> Optional[str]:
     if latest is None:
         print_log(f'--resume: {work_dir} contains no checkpoint to resume '
                   'from (no last_checkpoint file), so training starts from '
-                  'the beginning.', logger='current', level=logging.WARNING)
+                  'the beginning, from load_from where the config sets it.',
+                  logger='current', level=logging.WARNING)
     else:
         check_checkpoint_input(latest, '--resume')
     return latest
@@ -118,6 +119,7 @@ def main() -> None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
+    start_weights = cfg.get('load_from')
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -131,9 +133,10 @@ def main() -> None:
         warn_if_finished(resume_from, cfg)
     else:
         if args.resume == 'auto':
-            # Nothing to resume: start afresh without MMEngine's notice
-            # about a checkpoint None.
+            # Nothing to resume: start afresh from the config's load_from,
+            # without MMEngine's notice about a checkpoint None.
             cfg.resume = False
+            cfg.load_from = start_weights
         check_weights_before_runner(cfg)
     build_runner(cfg).train()
     close_process_group()

@@ -1,5 +1,7 @@
 """Loading of MMEngine runner checkpoints under PyTorch 2.6 and newer."""
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from mmengine.logging import print_log
 
@@ -28,3 +30,22 @@ def allow_runner_checkpoints() -> None:
         f'Set {FORCE_FULL_LOAD_ENV_VAR}=1 so that MMEngine can load runner '
         'checkpoints; load only checkpoints from a trusted source.',
         logger='current')
+
+
+@contextmanager
+def runner_checkpoints_allowed() -> Iterator[None]:
+    """Allow the full unpickler inside the block only.
+
+    It sets the variable as :func:`allow_runner_checkpoints` does, for
+    library calls, which must not change how the rest of the process loads
+    files. A value the user already set is kept, and an unset variable is
+    removed again when the block ends.
+    """
+    if FORCE_FULL_LOAD_ENV_VAR in os.environ:
+        yield
+        return
+    os.environ[FORCE_FULL_LOAD_ENV_VAR] = '1'
+    try:
+        yield
+    finally:
+        os.environ.pop(FORCE_FULL_LOAD_ENV_VAR, None)

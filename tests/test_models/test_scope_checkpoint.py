@@ -34,6 +34,27 @@ def test_official_layout_loads_like_vision_mamba(tmp_path):
         assert torch.equal(value, vim_state[key]), key
 
 
+def test_gate_init_cfg_applies_after_load(tmp_path):
+    # The official file has no gate head, so the gate head's own init_cfg
+    # initialises it.
+    path = tmp_path / 'vim.pth'
+    torch.save({'model': official_vim_state_dict()}, path)
+    gate = dict(GATE, init_cfg=dict(type='Constant', layer='Linear', val=0.5,
+                                    bias=0.0))
+    scope = MambaScope(
+        gate_head=gate, embed_dims=WIDTH, num_layers=LAYERS, img_size=512,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+
+    scope.init_weights()
+
+    linears = [module for module in scope.gate_head.modules()
+               if isinstance(module, torch.nn.Linear)]
+    assert linears
+    for linear in linears:
+        assert torch.all(linear.weight == 0.5)
+        assert torch.all(linear.bias == 0)
+
+
 def test_coarse_pos_embed_from_checkpoint(tmp_path):
     state = official_vim_state_dict()
     path = tmp_path / 'vim.pth'

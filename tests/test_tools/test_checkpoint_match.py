@@ -1,7 +1,6 @@
 """Rejection of checkpoints that do not contain the model's weights."""
 import logging
-import subprocess
-import sys
+import os
 
 import pytest
 import torch
@@ -11,8 +10,10 @@ from torch import nn
 from mmscope.apis import init_scope_model, load_config
 from mmscope.utils import (check_checkpoint_fits, check_checkpoint_matches,
                            check_weights_before_runner, checkpoint_mismatches)
+from mmscope.utils.checkpoint_file import FORCE_FULL_LOAD_ENV_VAR
 from tests.reduced import SEG, cfg_options
 from tests.test_tools.test_train_tool import REPO_ROOT
+from tests.tool_runs import tool_error
 
 SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
 
@@ -83,29 +84,23 @@ def test_init_scope_model_rejects_other_width(seg_checkpoint, capfd):
 def test_test_tool_rejects_other_depth(seg_checkpoint):
     path, _ = seg_checkpoint
     overrides = dict(SEG, **{'model.backbone.num_layers': 3})
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', SEG_CONFIG, str(path),
-         '--cfg-options', *cfg_options(overrides)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    stderr = tool_error('tools/test.py', SEG_CONFIG, str(path),
+                        '--cfg-options', *cfg_options(overrides))
 
-    assert result.returncode == 1
-    assert 'does not contain the weights of this model' in result.stderr
-    assert 'missing keys: backbone.layers.2.' in result.stderr
-    assert 'mIoU:' not in result.stdout + result.stderr
+    assert 'does not contain the weights of this model' in stderr
+    assert 'missing keys: backbone.layers.2.' in stderr
 
 
 def test_train_tool_rejects_other_resume_model(seg_checkpoint, tmp_path):
     path, _ = seg_checkpoint
     overrides = dict(SEG, **{'model.backbone.num_layers': 3})
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
-         str(tmp_path), '--resume', str(path), '--cfg-options',
-         *cfg_options(overrides)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    stderr = tool_error('tools/train.py', SEG_CONFIG, '--work-dir',
+                        str(tmp_path / 'work'), '--resume', str(path),
+                        '--cfg-options', *cfg_options(overrides))
 
-    assert result.returncode == 1
-    assert '--resume:' in result.stderr
-    assert 'missing keys: backbone.layers.2.' in result.stderr
+    assert '--resume:' in stderr
+    assert 'missing keys: backbone.layers.2.' in stderr
+    assert not (tmp_path / 'work').exists()
 
 
 def _broken_files(tmp_path, checkpoint):
@@ -140,17 +135,13 @@ def test_broken_files_named(seg_checkpoint, tmp_path):
 def test_test_tool_names_broken_file(seg_checkpoint, tmp_path):
     path, _ = seg_checkpoint
     broken, message = _broken_files(tmp_path, path)[1]
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', SEG_CONFIG, str(broken),
-         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-         *cfg_options(SEG)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    stderr = tool_error('tools/test.py', SEG_CONFIG, str(broken),
+                        '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                        *cfg_options(SEG))
 
-    assert result.returncode == 1
-    assert message in result.stderr
-    assert 'Traceback' not in result.stderr
-    # The file is checked before the runner is built and logs its set-up.
-    assert 'System environment' not in result.stdout + result.stderr
+    assert message in stderr
+    # The file is checked before the runner creates the work folder.
+    assert not (tmp_path / 'work').exists()
 
 
 def test_backbone_only_checkpoint_gets_init_cfg_advice(seg_checkpoint,
@@ -264,17 +255,13 @@ def test_train_tool_rejects_backbone_only_load_from(seg_checkpoint,
     backbone_only = tmp_path / 'vim_layout.pth'
     torch.save({'model': model.backbone.state_dict()}, backbone_only)
 
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
-         str(tmp_path / 'work'), '--cfg-options', *cfg_options(SEG),
-         f'load_from={backbone_only}'],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    stderr = tool_error('tools/train.py', SEG_CONFIG, '--work-dir',
+                        str(tmp_path / 'work'), '--cfg-options',
+                        *cfg_options(SEG), f'load_from={backbone_only}')
 
-    assert result.returncode == 1
-    assert 'load_from:' in result.stderr
-    assert 'of the backbone weights of this model' in result.stderr
-    assert 'model.backbone.init_cfg.type=Pretrained' in result.stderr
-    assert 'Traceback' not in result.stderr
+    assert 'load_from:' in stderr
+    assert 'of the backbone weights of this model' in stderr
+    assert 'model.backbone.init_cfg.type=Pretrained' in stderr
     assert not (tmp_path / 'work').exists()
 
 
@@ -285,22 +272,21 @@ def test_train_tool_checks_init_cfg_first(seg_checkpoint, tmp_path):
         'model.backbone.init_cfg.checkpoint': str(path)})
     overrides.pop('model.backbone.init_cfg')
 
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', SEG_CONFIG, '--work-dir',
-         str(tmp_path / 'work'), '--cfg-options', *cfg_options(overrides)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    stderr = tool_error('tools/train.py', SEG_CONFIG, '--work-dir',
+                        str(tmp_path / 'work'), '--cfg-options',
+                        *cfg_options(overrides))
 
-    assert result.returncode == 1
-    assert 'model.backbone.init_cfg: Cannot load' in result.stderr
-    assert 'model.backbone.init_cfg.prefix=backbone.' in result.stderr
-    assert 'Traceback' not in result.stderr
+    assert 'model.backbone.init_cfg: Cannot load' in stderr
+    assert 'model.backbone.init_cfg.prefix=backbone.' in stderr
     assert not (tmp_path / 'work').exists()
 
 
-def test_init_cfg_check_logs_errors_only(seg_checkpoint):
+def test_init_cfg_check_logs_errors_only(seg_checkpoint, monkeypatch):
     # The runner loads init_cfg again and logs its notices then, so the
     # check before the runner must not log them a first time.
     path, _ = seg_checkpoint
+    # The check allows runner checkpoints for the process, as the tools do.
+    monkeypatch.setenv(FORCE_FULL_LOAD_ENV_VAR, '1')
     cfg = load_config(str(REPO_ROOT / SEG_CONFIG), SEG)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', prefix='backbone.',
                                        checkpoint=str(path))
@@ -319,3 +305,14 @@ def test_init_cfg_check_logs_errors_only(seg_checkpoint):
                         if str(path) in record.getMessage()]
     assert about_checkpoint == []
     assert logger.level == level
+
+
+def test_init_scope_model_restores_weights_only(seg_checkpoint, monkeypatch):
+    # The full unpickler is allowed only while the checkpoint loads.
+    path, _ = seg_checkpoint
+    monkeypatch.delenv(FORCE_FULL_LOAD_ENV_VAR, raising=False)
+
+    init_scope_model(load_config(str(REPO_ROOT / SEG_CONFIG), SEG), str(path),
+                     'cpu')
+
+    assert FORCE_FULL_LOAD_ENV_VAR not in os.environ

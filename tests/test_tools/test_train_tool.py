@@ -12,6 +12,7 @@ import torch
 from mmscope.models import VisionMamba
 from mmscope.models.layers import resample_pos_embed
 from tests.reduced import DET, DET_EVAL, RUNTIME, SEG, cfg_options
+from tests.tool_runs import tool_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEG_CONFIG = 'configs/ade20k/upernet_vim_t.py'
@@ -73,7 +74,7 @@ def test_train_seg_two_iterations_and_validation(tmp_path):
     dumped = work_dir / 'upernet_vim_t.py'
     config_before = dumped.read_text()
     logs_before = sorted(path.name for path in work_dir.iterdir())
-    assert 'missing keys: backbone.layers.2.' in _tool_error(
+    assert 'missing keys: backbone.layers.2.' in tool_error(
         *resume[1:], *cfg_options(deeper))
     # The rejected run left the work folder as it was.
     assert dumped.read_text() == config_before
@@ -91,6 +92,19 @@ def test_resume_without_checkpoint_warns(tmp_path):
     assert 'latest checkpoint None' not in output
     assert 'Did not find last_checkpoint' not in output
     assert (work_dir / 'iter_2.pth').is_file()
+
+
+def test_resume_without_checkpoint_keeps_load_from(tmp_path):
+    # With nothing to resume, the run starts from the config's load_from,
+    # which is checked and rejected here because it holds no weights.
+    empty = tmp_path / 'empty.pth'
+    torch.save({'state_dict': {}}, empty)
+
+    stderr = tool_error('tools/train.py', SEG_CONFIG, '--work-dir',
+                        str(tmp_path / 'fresh'), '--resume', '--cfg-options',
+                        *cfg_options(SEG_TRAIN), f'load_from={empty}')
+
+    assert f'load_from: {empty}' in stderr
 
 
 def test_test_tool_seg(tmp_path):
@@ -143,31 +157,17 @@ def test_train_det_two_iterations_and_validation(tmp_path, monkeypatch):
 
 
 def test_test_tool_missing_checkpoint(tmp_path):
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', SEG_CONFIG,
-         str(tmp_path / 'absent.pth')],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    stderr = tool_error('tools/test.py', SEG_CONFIG,
+                        str(tmp_path / 'absent.pth'))
 
-    assert result.returncode != 0
-    assert 'absent.pth' in result.stderr
+    assert 'absent.pth' in stderr
 
 
 def test_train_tool_missing_resume_file(tmp_path):
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', SEG_CONFIG, '--resume',
-         str(tmp_path / 'absent.pth')],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    stderr = tool_error('tools/train.py', SEG_CONFIG, '--resume',
+                        str(tmp_path / 'absent.pth'))
 
-    assert result.returncode != 0
-    assert '--resume: file not found' in result.stderr
-
-
-def _tool_error(*args):
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-    return result.stderr
+    assert '--resume: file not found' in stderr
 
 
 def test_tools_check_config_and_work_dir(tmp_path):
@@ -176,36 +176,36 @@ def test_tools_check_config_and_work_dir(tmp_path):
 
     for tool in ('tools/train.py', 'tools/test.py'):
         checkpoint = [] if tool == 'tools/train.py' else [str(a_file)]
-        assert 'config: file not found' in _tool_error(
+        assert 'config: file not found' in tool_error(
             tool, str(tmp_path / 'absent.py'), *checkpoint)
-        assert 'config configs/ade20k is a folder' in _tool_error(
+        assert 'config configs/ade20k is a folder' in tool_error(
             tool, 'configs/ade20k', *checkpoint)
-        assert 'config README.md is not a config file' in _tool_error(
+        assert 'config README.md is not a config file' in tool_error(
             tool, 'README.md', *checkpoint)
-    assert f'--work-dir {a_file} is a file' in _tool_error(
+    assert f'--work-dir {a_file} is a file' in tool_error(
         'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file))
-    assert "--cfg-options takes KEY=VALUE entries, got 'foo'" in _tool_error(
+    assert "--cfg-options takes KEY=VALUE entries, got 'foo'" in tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options', 'foo')
     for value in ('-1', "'abc'", '2.5'):
         assert 'train_cfg.max_iters must be a whole number of at least 1' in \
-            _tool_error('tools/train.py', SEG_CONFIG, '--cfg-options',
+            tool_error('tools/train.py', SEG_CONFIG, '--cfg-options',
                         f'train_cfg.max_iters={value}')
     for value in ("dict(type='Pretrained')", "{'type': 'Pretrained'}"):
-        assert 'cannot parse a dict(...) or {...} value' in _tool_error(
+        assert 'cannot parse a dict(...) or {...} value' in tool_error(
             'tools/train.py', SEG_CONFIG, '--cfg-options',
             f'model.backbone.init_cfg={value}')
-    assert 'cannot set keys below a setting' in _tool_error(
+    assert 'cannot set keys below a setting' in tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options',
         'model.backbone.init_cfg=None',
         'model.backbone.init_cfg.type=Pretrained')
-    assert 'takes KEY=VALUE entries' in _tool_error(
+    assert 'takes KEY=VALUE entries' in tool_error(
         'tools/train.py', SEG_CONFIG, '--cfg-options', '=5')
-    assert 'lies below the file' in _tool_error(
+    assert 'lies below the file' in tool_error(
         'tools/train.py', SEG_CONFIG, '--work-dir', str(a_file / 'sub'))
     for launcher, variable in (('pytorch', 'RANK'), ('slurm', 'SLURM_PROCID'),
                                ('mpi', 'OMPI_COMM_WORLD_RANK')):
         assert f'--launcher {launcher} needs the variables {variable}' in \
-            _tool_error('tools/train.py', SEG_CONFIG, '--launcher', launcher)
+            tool_error('tools/train.py', SEG_CONFIG, '--launcher', launcher)
 
 
 def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
@@ -219,7 +219,7 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
         ('model.backbone.treshold=0.5',
          "'treshold' (did you mean 'threshold'?)"),
     ]:
-        stderr = _tool_error('tools/train.py', scope_config, '--work-dir',
+        stderr = tool_error('tools/train.py', scope_config, '--work-dir',
                              str(tmp_path), '--cfg-options',
                              *cfg_options(SEG), option)
         assert 'Invalid setting:' in stderr

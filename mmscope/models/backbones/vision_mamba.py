@@ -530,7 +530,14 @@ class VisionMamba(BaseModule):
         return pretrained_entry(self.init_cfg, type(self).__name__)
 
     def init_weights(self) -> None:
-        """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise."""
+        """Load ``init_cfg``'s Pretrained checkpoint, or initialise.
+
+        The checkpoint must contain every weight of the Vim body. The layers
+        of ``extra_prefixes`` may be missing, and those of ``task_prefixes``
+        may have other shapes (see :func:`load_state_dict_checked`). A
+        child module that gets none of its weights from the checkpoint runs
+        its own ``init_weights``, so its ``init_cfg`` applies.
+        """
         pretrained = self.pretrained_init_cfg()
         if pretrained is None:
             super().init_weights()
@@ -544,6 +551,28 @@ class VisionMamba(BaseModule):
         not_loaded = load_state_dict_checked(
             self, state_dict, self.extra_prefixes, source=str(path),
             resizable=self.task_prefixes)
-        print_log(f'Loaded {type(self).__name__} weights from {path}; '
-                  f'initialised from scratch: {not_loaded}', logger='current')
+        initialised = self._init_children_not_loaded(not_loaded)
+        print_log(f'Loaded {type(self).__name__} weights from {path}. Not '
+                  f'in the checkpoint: {not_loaded}; modules initialised by '
+                  f'their init_weights: {initialised}', logger='current')
         self._is_init = True
+
+    def _init_children_not_loaded(self, not_loaded: List[str]) -> List[str]:
+        """Run ``init_weights`` of the children the checkpoint did not set.
+
+        Args:
+            not_loaded: State-dict keys that kept their initial values.
+
+        Returns:
+            The names of the children whose ``init_weights`` ran.
+        """
+        not_loaded = set(not_loaded)
+        keys = list(self.state_dict())
+        initialised = []
+        for name, child in self.named_children():
+            child_keys = [key for key in keys if key.startswith(f'{name}.')]
+            if child_keys and not_loaded.issuperset(child_keys) and hasattr(
+                    child, 'init_weights'):
+                child.init_weights()
+                initialised.append(name)
+        return initialised
