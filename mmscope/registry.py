@@ -1,8 +1,10 @@
 """Registration of mmscope modules in the mmseg and mmdet registries.
 
-Each class is registered once per registry, from this module only, so that a
-config built under either default scope (``mmseg`` or ``mmdet``) finds it by
-its plain name. Either package alone is enough: a missing one is skipped.
+Each shared class is registered once per registry, from this module, so
+that a config built under either default scope (``mmseg`` or ``mmdet``)
+finds it by its plain name. Either package alone is enough: a missing one is
+skipped. The task wrappers ``ScopeEncoderDecoder`` and ``ScopeMaskRCNN``
+register with their own package's ``MODELS`` in their modules.
 """
 import importlib
 from typing import Sequence, Type

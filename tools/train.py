@@ -7,6 +7,7 @@ import argparse
 import logging
 import numbers
 import os.path as osp
+import zipfile
 from typing import Optional
 
 import torch
@@ -89,7 +90,10 @@ def warn_if_finished(checkpoint: str, cfg: Config) -> None:
             ``meta``.
         cfg: The training config.
     """
-    meta = torch.load(checkpoint, map_location='cpu', mmap=True,
+    # Memory-mapping reads only meta from the disk, but PyTorch maps only
+    # the zip format that torch.save has written since PyTorch 1.6.
+    meta = torch.load(checkpoint, map_location='cpu',
+                      mmap=zipfile.is_zipfile(checkpoint),
                       weights_only=False).get('meta') or {}
     train_cfg = cfg.get('train_cfg') or {}
     for key, unit in (('max_iters', 'iter'), ('max_epochs', 'epoch')):

@@ -48,8 +48,10 @@ LAUNCHER_ENV = {
                 'or torchrun'),
     'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
               'start the tool with srun inside a Slurm job'),
-    'mpi': (('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK'),
-            'start the tool with mpirun of Open MPI'),
+    'mpi': (('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
+             'MASTER_ADDR'),
+            'start the tool with mpirun of Open MPI, and export '
+            'MASTER_ADDR (MASTER_PORT defaults to 29500)'),
 }
 
 

@@ -154,3 +154,23 @@ def test_scope_metric_means_and_empty():
         refine_share=0.5, backbone_gflops=3.0, vim_gflops=4.0,
         gflops_ratio=0.75)
     assert metric.compute_metrics([]) == {}
+
+
+def test_seg_wrapper_rejects_head_with_own_loss():
+    from mmseg.models.decode_heads import FCNHead
+    from mmseg.registry import MODELS
+
+    class OwnLossHead(FCNHead):
+        """A decode head that computes its loss its own way."""
+
+        def loss(self, inputs, batch_data_samples, train_cfg):
+            return super().loss(inputs, batch_data_samples, train_cfg)
+
+    MODELS.register_module('OwnLossHead', module=OwnLossHead, force=True)
+    cfg = _load(SEG_CONFIG, SEG)
+    cfg.model.decode_head = dict(
+        type='OwnLossHead', in_channels=cfg.model.decode_head.in_channels[-1],
+        channels=8, num_convs=1, num_classes=150)
+
+    with pytest.raises(TypeError, match='OwnLossHead has a loss of its own'):
+        _build_model(cfg)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmscope.models import MambaScope, VisionMamba
+from mmscope.models.backbones import refine_by_threshold
 
 ARGS = dict(embed_dims=32, num_layers=4, state_size=4, img_size=64)
 GATE = dict(type='ScopeGateHead', num_classes=10)
@@ -323,3 +324,73 @@ def test_misspelt_argument_named():
     assert "MambaScope got unexpected arguments: 'treshold' (did you mean " \
         "'threshold'?)" in message
     assert 'refine_ratio' in message
+
+
+def test_numpy_scalar_options_accepted():
+    scope = _scope(threshold=np.float32(0.5), refine_ratio=np.float64(0.25),
+                   refine_budget=np.float32(0.5), score_momentum=np.int64(0))
+
+    for name in ('threshold', 'refine_ratio', 'refine_budget',
+                 'score_momentum'):
+        assert type(getattr(scope, name)) is float, name
+    assert scope.threshold == float(np.float32(0.5))
+
+
+def test_threshold_compared_exactly():
+    # The float32 confidence rounds up to a threshold just above it; the
+    # comparison must follow the float64 values, as Python's would.
+    confidence = torch.tensor([0.9], dtype=torch.float32)
+    below = float(np.nextafter(0.9, 0.0))
+    above = float(np.nextafter(float(confidence), 1.0))
+
+    assert refine_by_threshold(confidence, float(confidence)).tolist() == [
+        False]
+    assert refine_by_threshold(confidence, above).tolist() == [True]
+    assert refine_by_threshold(confidence, below).tolist() == [
+        float(confidence) < below]
+
+
+@pytest.mark.parametrize('gate, message', [
+    (dict(GATE, in_channels=16), 'gate_head.in_channels is 16, but the '
+     'backbone gives tokens of 32 channels'),
+    (dict(GATE, num_classes=2.5), 'gate_head.num_classes must be a whole'),
+    (dict(GATE, num_classes=True), 'gate_head.num_classes must be a whole'),
+    (dict(GATE, mode='softmax', num_classes=1), "at least 2 in 'softmax'"),
+    (dict(GATE, mode='softmax', confidence='mean'),
+     "applies to 'multilabel' mode only"),
+])
+def test_invalid_gate_settings(gate, message):
+    with pytest.raises(ValueError, match=message):
+        _scope(gate_head=gate)
+
+
+def test_gate_type_defaults():
+    scope = _scope(gate_head=dict(num_classes=10))
+
+    assert type(scope.gate_head).__name__ == 'ScopeGateHead'
+
+
+@pytest.mark.parametrize('images, message', [
+    (torch.randn(1, 1, 64, 64), r'expects 3 channels \(in_channels\)'),
+    (torch.randn(1, 64, 64, 3), r'Put channels first \(NCHW\)'),
+    (torch.randn(1, 3, 0, 64), 'at least 1x1 pixels'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+     'expects floating-point images, got torch.uint8'),
+    (torch.randn(1, 3, 64, 64, dtype=torch.float64),
+     'has torch.float32 weights but got torch.float64 images'),
+])
+@pytest.mark.parametrize('backbone', ['MambaScope', 'VisionMamba'])
+def test_invalid_images_named(images, message, backbone):
+    model = _scope() if backbone == 'MambaScope' else VisionMamba(**ARGS)
+
+    with pytest.raises(ValueError, match=message):
+        model.eval()(images)
+
+
+def test_autocast_images_accepted():
+    scope = _scope(threshold=1.0).eval()
+
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        maps = scope(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16))
+
+    assert all(torch.isfinite(out.float()).all() for out in maps)

@@ -180,6 +180,21 @@ def test_resampling_is_logged():
                         '4x6 to 4x4 (bicubic).']
 
 
+def test_derived_coarse_grid_names_source():
+    # A Vim checkpoint has no coarse_pos_embed; MambaScope's comes from
+    # pos_embed.
+    with _log_records() as records:
+        convert_vim_state_dict({'pos_embed': torch.randn(1, 16, 8)},
+                               {'pos_embed': (4, 4),
+                                'coarse_pos_embed': (2, 2)},
+                               source_grids={'pos_embed': (4, 4)})
+
+    messages = [record.getMessage() for record in records
+                if record.levelno == logging.INFO]
+    assert messages == ["Resampled the checkpoint's pos_embed from the grid "
+                        '4x4 to 2x2 for coarse_pos_embed (bicubic).']
+
+
 def test_guessed_grid_warns():
     with _log_records() as records:
         convert_vim_state_dict({'pos_embed': torch.randn(1, 16, 8)},

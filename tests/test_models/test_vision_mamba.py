@@ -77,9 +77,15 @@ def test_out_strides_length_mismatch():
         VisionMamba(num_layers=4, out_indices=(1, 3), out_strides=(4, 8, 16))
 
 
-def test_invalid_out_stride():
-    with pytest.raises(ValueError, match='Invalid output stride 12'):
-        VisionMamba(num_layers=4, out_indices=(3, ), out_strides=(12, ))
+@pytest.mark.parametrize('stride', [12, 0, -16])
+def test_invalid_out_stride(stride):
+    with pytest.raises(ValueError, match=f'Invalid output stride {stride}'):
+        VisionMamba(num_layers=4, out_indices=(3, ), out_strides=(stride, ))
+
+
+def test_pretrained_argument_warns():
+    with pytest.warns(UserWarning, match='pretrained is deprecated'):
+        VisionMamba(num_layers=4, pretrained='vim_t.pth')
 
 
 def test_negative_out_index_means_last():

@@ -206,6 +206,9 @@ def test_tools_check_config_and_work_dir(tmp_path):
                                ('mpi', 'OMPI_COMM_WORLD_RANK')):
         assert f'--launcher {launcher} needs the variables {variable}' in \
             tool_error('tools/train.py', SEG_CONFIG, '--launcher', launcher)
+    # MMEngine's MPI set-up reads the address of the rank 0 process.
+    assert 'MASTER_ADDR' in tool_error('tools/train.py', SEG_CONFIG,
+                                       '--launcher', 'mpi')
 
 
 def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):

@@ -12,6 +12,7 @@ reused.
 import difflib
 import inspect
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -40,7 +41,10 @@ def refine_by_threshold(confidence: torch.Tensor,
     """
     if threshold >= 1:
         return torch.ones_like(confidence, dtype=torch.bool)
-    return ~(confidence >= threshold)
+    # float64 represents a Python float threshold exactly. The comparison
+    # runs on the CPU because some devices (MPS) have no float64.
+    reached = confidence.detach().cpu().double() >= threshold
+    return (~reached).to(confidence.device)
 
 
 def _check_argument_names(kwargs: dict) -> None:
@@ -162,9 +166,7 @@ class MambaScope(VisionMamba):
                              'is 4.')
         self.reuse = ReuseBlock(self.embed_dims, reuse_mlp_ratio)
 
-        gate_cfg = dict(gate_head)
-        gate_cfg.setdefault('in_channels', self.embed_dims)
-        self.gate_head = build_model_from_cfg(gate_cfg)
+        self.gate_head = build_model_from_cfg(self._gate_config(gate_head))
 
         # Set by ScopeSelectionHook during training; None uses refine_ratio.
         self.train_refine_ratio: Optional[float] = None
@@ -178,8 +180,10 @@ class MambaScope(VisionMamba):
             value = getattr(self, name)
             if value is None and name == 'refine_budget':
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f'{name} must be a number, got {value!r}.')
+            # NumPy scalars become Python floats.
+            setattr(self, name, float(value))
         if not 0 <= self.threshold:
             raise ValueError(f'threshold must be >= 0, got {self.threshold}; '
                              'use 0 to refine no image, >= 1 to refine all.')
@@ -194,6 +198,27 @@ class MambaScope(VisionMamba):
         if not 0 <= self.score_momentum < 1:
             raise ValueError(f'score_momentum must be in [0, 1), got '
                              f'{self.score_momentum}; the default is 0.99.')
+
+    def _gate_config(self, gate_head: dict) -> dict:
+        """Return the gate head's config with its defaults, checked.
+
+        The type defaults to ``ScopeGateHead`` and ``in_channels`` to
+        ``embed_dims``, the width of the tokens the gate head reads.
+        """
+        if not isinstance(gate_head, dict):
+            raise TypeError('gate_head must be a dict config, such as '
+                            "dict(type='ScopeGateHead', num_classes=150), "
+                            f'got {gate_head!r}.')
+        gate_cfg = dict(gate_head)
+        gate_cfg.setdefault('type', 'ScopeGateHead')
+        gate_cfg.setdefault('in_channels', self.embed_dims)
+        if gate_cfg['in_channels'] != self.embed_dims:
+            raise ValueError(
+                f"gate_head.in_channels is {gate_cfg['in_channels']!r}, but "
+                f'the backbone gives tokens of {self.embed_dims} channels '
+                '(embed_dims). Leave gate_head.in_channels out to take '
+                'embed_dims.')
+        return gate_cfg
 
     def _resolve_score_layers(
             self, score_layers: Optional[Sequence[int]]) -> Tuple[int, ...]:
@@ -372,9 +397,7 @@ class MambaScope(VisionMamba):
             ``backbone_gflops`` and ``vim_gflops`` (the Vim backbone at the
             same input size).
         """
-        if x.dim() != 4:
-            raise ValueError('MambaScope expects images of shape (batch, '
-                             f'channels, height, width), got {tuple(x.shape)}.')
+        self.check_images(x)
         input_shape = tuple(x.shape[-2:])
         padded = self._pad_input(x)
         fine_grid = (padded.shape[-2] // self.patch_size,
@@ -424,19 +447,23 @@ class MambaScope(VisionMamba):
                  mixed_length: int) -> List[dict]:
         num_coarse = coarse_grid[0] * coarse_grid[1]
         vim_gflops = self.count_macs(input_shape) / 1e9
+        # One copy to the host per tensor, not one per image.
+        refined_images = output.refined.tolist()
+        confidences = output.confidence.float().tolist()
+        selected = output.selected.tolist()
+        scores = output.scores.tolist()
         records = []
-        for index in range(output.refined.shape[0]):
-            refined = bool(output.refined[index])
+        for index, refined in enumerate(refined_images):
             fine_tokens = mixed_length if refined else 0
             macs = self.scope_macs(coarse_grid, fine_grid, fine_tokens)
             records.append(
                 dict(
                     stopped=not refined,
-                    confidence=float(output.confidence[index]),
+                    confidence=confidences[index],
                     refine_ratio=self.active_refine_ratio if refined else 0.0,
-                    selected_cells=output.selected[index].nonzero().flatten()
-                    .tolist(),
-                    importance=output.scores[index].tolist(),
+                    selected_cells=[cell for cell, chosen in enumerate(
+                        selected[index]) if chosen],
+                    importance=scores[index],
                     coarse_grid=list(coarse_grid),
                     fine_grid=list(fine_grid),
                     input_shape=list(input_shape),

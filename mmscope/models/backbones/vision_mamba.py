@@ -77,7 +77,7 @@ def pretrained_entry(init_cfg: object,
     if len(entries) > 1:
         raise ValueError(
             f'init_cfg {init_cfg!r} mixes a Pretrained entry with others, '
-            f'but {owner} loads a checkpoint strictly on its own. Give '
+            f'but {owner} loads its checkpoint with checks of its own. Give '
             "init_cfg=dict(type='Pretrained', checkpoint=PATH) alone.")
     return pretrained[0]
 
@@ -173,6 +173,10 @@ class VisionMamba(BaseModule):
     # task leaves them at their initial values.
     task_prefixes: Tuple[str, ...] = ()
 
+    # Backbone types whose img_size and patch_size set the grid of
+    # pos_embed as in this class.
+    grid_types: Tuple[str, ...] = ('VisionMamba', 'MambaScope')
+
     def __init__(self,
                  arch: str = DEFAULT_ARCH,
                  embed_dims: Optional[int] = None,
@@ -195,9 +199,10 @@ class VisionMamba(BaseModule):
             if init_cfg is not None:
                 raise ValueError('Set either init_cfg or the deprecated '
                                  'pretrained, not both.')
+            # A UserWarning, because Python hides a DeprecationWarning
+            # raised from library code.
             warnings.warn('pretrained is deprecated; use '
-                          'init_cfg=dict(type="Pretrained", checkpoint=...)',
-                          DeprecationWarning)
+                          'init_cfg=dict(type="Pretrained", checkpoint=...)')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
 
@@ -383,13 +388,50 @@ class VisionMamba(BaseModule):
             of ``out_strides``, cropped to ``ceil(H / stride)`` by
             ``ceil(W / stride)``.
         """
-        if x.dim() != 4:
-            raise ValueError('VisionMamba expects images of shape (batch, '
-                             f'channels, height, width), got {tuple(x.shape)}.')
+        self.check_images(x)
         tokens, grid = self.embed(x)
         outs, _, _ = self.forward_tokens(tokens)
         maps = [self.tokens_to_map(out, grid) for out in outs]
         return self.multi_scale(maps, tuple(x.shape[-2:]))
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` is a batch of images this backbone can embed.
+
+        Args:
+            x: The input of ``forward``.
+
+        Raises:
+            ValueError: If ``x`` is not 4-D, has another channel count than
+                ``in_channels``, an empty height or width, or a dtype that
+                the patch embedding cannot take: integers, or another
+                floating-point type than the weights' outside autocast.
+        """
+        name = type(self).__name__
+        channels = self.patch_embed.proj.in_channels
+        if x.dim() != 4:
+            raise ValueError(f'{name} expects images of shape (batch, '
+                             f'channels, height, width), got {tuple(x.shape)}.')
+        if x.shape[1] != channels:
+            raise ValueError(
+                f'{name} expects {channels} channels (in_channels) in '
+                f'dimension 1 of (batch, channels, height, width), got '
+                f'shape {tuple(x.shape)}. Put channels first (NCHW), or set '
+                'in_channels.')
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f'{name} expects images of at least 1x1 pixels, '
+                             f'got shape {tuple(x.shape)}.')
+        weight_dtype = self.patch_embed.proj.weight.dtype
+        if not x.is_floating_point():
+            raise ValueError(
+                f'{name} expects floating-point images, got {x.dtype}. '
+                f'Convert them with x.to({weight_dtype}) after normalising, '
+                "as the model's data preprocessor does.")
+        if x.dtype != weight_dtype and not torch.is_autocast_enabled(
+                x.device.type):
+            raise ValueError(
+                f'{name} has {weight_dtype} weights but got {x.dtype} '
+                f'images. Convert them with x.to({weight_dtype}), or run '
+                'under torch.autocast.')
 
     def layer_macs(self, num_tokens: int) -> int:
         """Count the MACs of all Vim layers on a sequence of ``num_tokens``."""
@@ -466,10 +508,6 @@ class VisionMamba(BaseModule):
             print_log(f'Dropped classification-only weights: {dropped}',
                       logger='current')
         return converted
-
-    # Backbone types whose img_size and patch_size set the grid of
-    # pos_embed as in this class.
-    grid_types: Tuple[str, ...] = ('VisionMamba', 'MambaScope')
 
     def _stored_config_grid(
             self, meta: dict, prefix: Optional[str],

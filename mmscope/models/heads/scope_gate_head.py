@@ -1,4 +1,5 @@
 """Gate head of MambaScope: decides from the coarse tokens whether to stop."""
+import numbers
 from typing import Sequence
 
 import torch
@@ -50,9 +51,22 @@ class ScopeGateHead(BaseModule):
         if confidence not in CONFIDENCE_REDUCTIONS:
             raise ValueError(f'Invalid confidence reduction {confidence!r}; '
                              f'choose one of {CONFIDENCE_REDUCTIONS}.')
-        if num_classes < 1:
-            raise ValueError(f'num_classes must be positive, got '
-                             f'{num_classes}.')
+        for name, value in (('in_channels', in_channels),
+                            ('num_classes', num_classes)):
+            if isinstance(value, bool) or not isinstance(
+                    value, numbers.Integral) or value < 1:
+                raise ValueError(f'gate_head.{name} must be a whole number '
+                                 f'of at least 1, got {value!r}.')
+        if mode == 'softmax' and num_classes < 2:
+            raise ValueError(
+                "gate_head.num_classes must be at least 2 in 'softmax' mode, "
+                'because a softmax over one class gives a confidence of 1 to '
+                "every image; use mode='multilabel'.")
+        if mode == 'softmax' and confidence != 'min':
+            raise ValueError(
+                f"gate_head.confidence={confidence!r} applies to "
+                "'multilabel' mode only; in 'softmax' mode the confidence is "
+                'the largest probability. Leave confidence out.')
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.mode = mode

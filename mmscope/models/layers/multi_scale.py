@@ -50,8 +50,8 @@ class MultiScaleMaps(nn.Module):
         self.out_strides = tuple(out_strides)
         branches = []
         for stride in self.out_strides:
-            scale = patch_size / stride
-            if stride <= 0 or not math.log2(scale).is_integer():
+            scale = patch_size / stride if stride > 0 else 0
+            if scale <= 0 or not math.log2(scale).is_integer():
                 raise ValueError(
                     f'Invalid output stride {stride}: it must be the patch '
                     f'size {patch_size} times a power of two, such as '

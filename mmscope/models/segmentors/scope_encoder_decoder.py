@@ -2,6 +2,7 @@
 from typing import List, Optional
 
 import torch
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import OptSampleList, SampleList, add_prefix
@@ -41,6 +42,16 @@ class ScopeEncoderDecoder(EncoderDecoder):
                 'ScopeEncoderDecoder needs a MambaScope backbone, got '
                 f'{type(self.backbone).__name__}; use EncoderDecoder for '
                 'other backbones.')
+        head_type = type(self.decode_head)
+        if getattr(head_type, 'loss', None) is not BaseDecodeHead.loss:
+            # The losses need the logits of both stages for distillation, so
+            # they come from forward and loss_by_feat, which heads with a
+            # loss of their own (MaskFormer, Mask2Former, PointRend) skip.
+            raise TypeError(
+                'ScopeEncoderDecoder trains decode heads whose loss is '
+                "BaseDecodeHead's (forward, then loss_by_feat), such as "
+                f'UPerHead or FCNHead; {head_type.__name__} has a loss of its '
+                'own.')
         self.coarse_loss_weight = checked_loss_weight(coarse_loss_weight,
                                                       'coarse_loss_weight')
         self.distill_loss_weight = checked_loss_weight(

@@ -260,9 +260,10 @@ def convert_vim_state_dict(
                            source_grids.get(name), official)
         if src != tuple(grid):
             value = resample_pos_embed(value, src, grid)
-            print_log(f"Resampled the checkpoint's {key} from the grid "
-                      f'{src[0]}x{src[1]} to {grid[0]}x{grid[1]} (bicubic).',
-                      logger='current')
+            target = '' if name == key else f' for {key}'
+            print_log(f"Resampled the checkpoint's {name} from the grid "
+                      f'{src[0]}x{src[1]} to {grid[0]}x{grid[1]}{target} '
+                      '(bicubic).', logger='current')
         converted[key] = value
     return converted, dropped
 
