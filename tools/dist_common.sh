@@ -26,11 +26,23 @@ check_process_count() {
         "NUM_PROCESSES must be a whole number of at least 1, got '$1'."
 }
 
+# Exits unless the Python that runs the processes imports torch and mmscope.
+# Checked here, a wrong interpreter gives one line instead of one traceback
+# per process.
+require_environment() {
+    local python=${PYTHON:-python}
+    "$python" -c 'import torch, mmscope' 2>/dev/null || usage_error \
+        "$python cannot import torch and mmscope. Activate the environment" \
+        "that tools/setup_env.sh created (source .venv/bin/activate), or set" \
+        "PYTHON=.venv/bin/python."
+}
+
 # Runs tools/$1 with the remaining arguments in NUM_PROCESSES ($2) processes
 # on this node, with the pytorch launcher.
 run_distributed() {
     local script=$1 nproc=$2
     shift 2
+    require_environment
     "${PYTHON:-python}" -m torch.distributed.run \
         --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
         --master_addr="${MASTER_ADDR:-127.0.0.1}" \

@@ -2,8 +2,10 @@
 
 The run uses the full-size small configs. It overrides only what a
 laptop-sized run needs: data root, iterations or epochs, crop or image size,
-batch size, validation interval and the pretrained weights. The backbone
-starts from scratch because the official Vim weights are not shipped.
+batch size and the pretrained weights. Training runs without validation,
+because ``tools/test.py`` evaluates the final checkpoint on the same images
+afterwards. The backbone starts from scratch because the official Vim
+weights are not shipped.
 
 Example:
     python tools/main_job.py --task seg --work-dir work_dirs/main_job
@@ -55,27 +57,33 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+# Overrides that switch off the validation during training.
+NO_VALIDATION = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+
+
 def training_overrides(task: str, args: argparse.Namespace) -> List[str]:
-    """Return the --cfg-options of the laptop-sized training run."""
+    """Return the --cfg-options of the laptop-sized run.
+
+    They serve the training, the test and the inference, so they set the
+    training and test data; validation is switched off separately with
+    :data:`NO_VALIDATION`.
+    """
     root = TASKS[task]['data_root']
     common = [
         'model.backbone.init_cfg=None',
         f'train_dataloader.batch_size={args.batch_size}',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0',
-        'val_dataloader.persistent_workers=False',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
     ] + [f'{split}_dataloader.dataset.data_root={root}'
-         for split in ('train', 'val', 'test')]
+         for split in ('train', 'test')]
     if task == 'seg':
         crop = f'({args.crop},{args.crop})'
         return common + [
             f'model.data_preprocessor.size={crop}',
             f'train_dataloader.dataset.pipeline.3.crop_size={crop}',
             f'train_cfg.max_iters={args.iters}',
-            f'train_cfg.val_interval={args.iters}',
             f'default_hooks.checkpoint.interval={args.iters}',
             'default_hooks.logger.interval=5',
         ]
@@ -84,9 +92,7 @@ def training_overrides(task: str, args: argparse.Namespace) -> List[str]:
     ann = f'{root}annotations/instances_val2017.json'
     return common + [
         f'train_dataloader.dataset.pipeline.2.scale={scale}',
-        f'val_dataloader.dataset.pipeline.1.scale={scale}',
         f'test_dataloader.dataset.pipeline.1.scale={scale}',
-        f'val_evaluator.0.ann_file={ann}',
         f'test_evaluator.0.ann_file={ann}',
         f'train_cfg.max_epochs={args.iters}',
         'default_hooks.logger.interval=1',
@@ -193,7 +199,8 @@ def main() -> None:
     overrides = training_overrides(args.task, args)
 
     run_streamed([sys.executable, 'tools/train.py', task['config'],
-                  '--work-dir', work_dir, '--cfg-options', *overrides])
+                  '--work-dir', work_dir, '--cfg-options', *overrides,
+                  *NO_VALIDATION])
     checkpoint = latest_checkpoint(work_dir)
 
     output = run_streamed([

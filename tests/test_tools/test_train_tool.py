@@ -270,3 +270,15 @@ def test_dist_scripts_check_arguments(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert 'Usage: bash tools/dist_' in result.stderr
+
+
+def test_dist_scripts_check_python():
+    # An interpreter without torch and mmscope, here one that always fails.
+    result = subprocess.run(
+        ['bash', 'tools/dist_train.sh', SEG_CONFIG, '2'], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHON='false'))
+
+    assert result.returncode == 2
+    assert 'false cannot import torch and mmscope' in result.stderr
+    assert 'PYTHON=.venv/bin/python' in result.stderr
