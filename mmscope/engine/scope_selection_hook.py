@@ -25,8 +25,6 @@ class ScopeSelectionHook(Hook):
             the last third.
     """
 
-    priority = 'NORMAL'
-
     def __init__(self, switch_at: float = 2 / 3) -> None:
         if isinstance(switch_at, bool) or not isinstance(switch_at, Real):
             raise TypeError(f'switch_at must be a number in [0, 1], got '

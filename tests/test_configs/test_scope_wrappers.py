@@ -174,3 +174,21 @@ def test_seg_wrapper_rejects_head_with_own_loss():
 
     with pytest.raises(TypeError, match='OwnLossHead has a loss of its own'):
         _build_model(cfg)
+
+
+def test_det_wrapper_checks_feature_calls(monkeypatch):
+    from mmdet.models.detectors import TwoStageDetector
+    cfg = _load(DET_CONFIG, DET)
+    model = _build_model(cfg).train()
+    standard_loss = TwoStageDetector.loss
+
+    def loss_with_two_feature_calls(self, batch_inputs, batch_data_samples):
+        self.extract_feat(batch_inputs)
+        return standard_loss(self, batch_inputs, batch_data_samples)
+
+    monkeypatch.setattr(TwoStageDetector, 'loss', loss_with_two_feature_calls)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        data = model.data_preprocessor(_samples(cfg, 'train'), training=True)
+        with pytest.raises(RuntimeError, match='extract_feat once per loss'):
+            model(**data, mode='loss')
+    assert model._queued_maps == []

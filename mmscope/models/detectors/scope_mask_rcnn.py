@@ -54,6 +54,19 @@ class ScopeMaskRCNN(MaskRCNN):
             maps = self.neck(maps)
         return maps
 
+    def _check_one_map_set_used(self, expected_left: int) -> None:
+        """Raise unless the two-stage loss took exactly one set of maps.
+
+        mmdet 3.3's ``TwoStageDetector.loss`` calls ``extract_feat`` once.
+        A version that calls it another number of times would pair the
+        losses with the wrong maps.
+        """
+        if len(self._queued_maps) != expected_left:
+            raise RuntimeError(
+                'ScopeMaskRCNN expects TwoStageDetector.loss to call '
+                'extract_feat once per loss, as mmdet 3.3 does; this mmdet '
+                'version calls it another number of times.')
+
     def loss(self, batch_inputs: torch.Tensor,
              batch_data_samples: SampleList) -> dict:
         """Compute fine, coarse and gate losses."""
@@ -62,7 +75,9 @@ class ScopeMaskRCNN(MaskRCNN):
         self._queued_maps = [scope.maps, scope.coarse_maps]
         try:
             losses = super().loss(batch_inputs, batch_data_samples)
+            self._check_one_map_set_used(expected_left=1)
             coarse_losses = super().loss(batch_inputs, batch_data_samples)
+            self._check_one_map_set_used(expected_left=0)
         finally:
             self._queued_maps = []
         losses.update(

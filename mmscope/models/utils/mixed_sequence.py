@@ -8,13 +8,13 @@ coarse cell, and the coarse token of every unselected coarse cell at that
 cell's top-left fine cell. With ``k`` selected cells it contains
 ``4k + (Hc * Wc - k)`` tokens.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
 
 def coarse_cell_of_fine(fine_grid: Tuple[int, int],
-                        device: torch.device = None) -> torch.Tensor:
+                        device: Optional[torch.device] = None) -> torch.Tensor:
     """Return, for each fine cell in raster order, its coarse cell index.
 
     Args:
