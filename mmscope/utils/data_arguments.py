@@ -11,7 +11,8 @@ import inspect
 from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
-from mmengine.registry import DATASETS, METRICS, TRANSFORMS, Registry
+from mmengine.registry import (DATASETS, EVALUATOR, METRICS, TRANSFORMS,
+                               Registry)
 
 from .data_paths import _datasets
 
@@ -109,10 +110,31 @@ def module_problems(module: dict, setting: str, registry: Registry,
     ]
 
 
-def _transforms(pipeline, key: str) -> Iterator[Tuple[str, dict]]:
+def _builds_nested_transforms(transform: dict, scope: str) -> bool:
+    """Return whether a transform builds its ``transforms`` from the registry.
+
+    mmcv's wrappers (``TestTimeAug``, ``RandomChoice``, ``Compose`` and
+    others) do. ``Albu`` and similar transforms hold configs of another
+    library under the same key, which the registry does not know.
+    """
+    from mmcv.transforms import TestTimeAug
+    from mmcv.transforms.wrappers import (Compose, KeyMapper, RandomApply,
+                                          RandomChoice, TransformBroadcaster)
+    kind = transform.get('type')
+    if isinstance(kind, str):
+        with TRANSFORMS.switch_scope_and_registry(
+                transform.get('_scope_', scope)) as scoped:
+            kind = scoped.get(kind)
+    wrappers = (Compose, KeyMapper, RandomApply, RandomChoice,
+                TransformBroadcaster, TestTimeAug)
+    return inspect.isclass(kind) and issubclass(kind, wrappers)
+
+
+def _transforms(pipeline, key: str,
+                scope: str) -> Iterator[Tuple[str, dict]]:
     """Yield (setting, transform) for a pipeline and the ones it nests.
 
-    Nested pipelines are the ``transforms`` of wrappers such as
+    Nested pipelines are the ``transforms`` of mmcv's wrappers, such as
     ``TestTimeAug`` or ``RandomChoice``, which may be lists of lists.
     """
     if not isinstance(pipeline, (list, tuple)):
@@ -120,20 +142,34 @@ def _transforms(pipeline, key: str) -> Iterator[Tuple[str, dict]]:
     for index, entry in enumerate(pipeline):
         setting = f'{key}.{index}'
         if isinstance(entry, (list, tuple)):
-            yield from _transforms(entry, setting)
+            yield from _transforms(entry, setting, scope)
         elif isinstance(entry, dict):
             yield setting, entry
-            yield from _transforms(entry.get('transforms'),
-                                   f'{setting}.transforms')
+            if _builds_nested_transforms(entry, scope):
+                yield from _transforms(entry.get('transforms'),
+                                       f'{setting}.transforms', scope)
 
 
-def _evaluators(evaluator, key: str) -> Iterator[Tuple[str, dict]]:
-    """Yield (setting, metric) for an evaluator config or a list of them."""
+def _evaluator_problems(evaluator, key: str, scope: str) -> List[str]:
+    """Return the problems of an evaluator config, a metric or a list.
+
+    As MMEngine's runner builds it, a dict with ``metrics`` is an evaluator
+    (``type`` defaults to ``Evaluator``) and any other dict a metric.
+    """
     if isinstance(evaluator, (list, tuple)):
-        for index, metric in enumerate(evaluator):
-            yield from _evaluators(metric, f'{key}.{index}')
-    elif isinstance(evaluator, dict) and 'type' in evaluator:
-        yield key, evaluator
+        return [problem for index, metric in enumerate(evaluator)
+                for problem in _evaluator_problems(metric, f'{key}.{index}',
+                                                   scope)]
+    if not isinstance(evaluator, dict):
+        return []
+    if 'metrics' in evaluator:
+        typed = dict(evaluator)
+        typed.setdefault('type', 'Evaluator')
+        return module_problems(typed, key, EVALUATOR, scope) + \
+            _evaluator_problems(evaluator['metrics'], f'{key}.metrics', scope)
+    if 'type' in evaluator:
+        return module_problems(evaluator, key, METRICS, scope)
+    return []
 
 
 def data_argument_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
@@ -157,12 +193,11 @@ def data_argument_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
                                           f'{stage}_dataloader.dataset'):
                 problems += module_problems(dataset, key, DATASETS, scope)
                 for setting, transform in _transforms(
-                        dataset.get('pipeline'), f'{key}.pipeline'):
+                        dataset.get('pipeline'), f'{key}.pipeline', scope):
                     problems += module_problems(transform, setting,
                                                 TRANSFORMS, scope)
-        for setting, metric in _evaluators(cfg.get(f'{stage}_evaluator'),
-                                           f'{stage}_evaluator'):
-            problems += module_problems(metric, setting, METRICS, scope)
+        problems += _evaluator_problems(cfg.get(f'{stage}_evaluator'),
+                                        f'{stage}_evaluator', scope)
 
     unique = []
     for line in problems:

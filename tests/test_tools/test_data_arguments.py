@@ -76,6 +76,30 @@ def test_wrapped_datasets_and_nested_transforms():
     ]
 
 
+def test_foreign_transforms_and_evaluators():
+    # Albu's transforms are albumentations configs, not registry types. A
+    # dict with metrics is an evaluator, whose metrics are checked.
+    albu = dict(type='Albu', transforms=[
+        dict(type='RandomBrightnessContrast', brightness_limit=0.2),
+        dict(type='RandomCrop', height=32, width=32)])
+    cfg = Config(dict(
+        default_scope='mmdet',
+        train_dataloader=dict(dataset=dict(type='CocoDataset',
+                                           pipeline=[albu])),
+        val_evaluator=dict(type='MultiDatasetsEvaluator',
+                           dataset_prefixes=['coco'],
+                           metrics=[dict(type='CocoMetric', metrc='bbox')]),
+        test_evaluator=dict(metrics=dict(type='CocoMetric'), typo=1)))
+
+    problems = data_argument_problems(cfg, ('train', 'val', 'test'))
+
+    assert problems == [
+        "val_evaluator.metrics.0.metrc: CocoMetric takes no argument "
+        "'metrc' (did you mean 'metric'?)",
+        "test_evaluator.typo: Evaluator takes no argument 'typo'",
+    ]
+
+
 def test_class_types_and_scope_keys():
     cfg = Config(dict(
         default_scope='mmseg',
