@@ -179,6 +179,11 @@ def _class_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
 def check_model_settings(cfg: Config, stages: Sequence[str] = ()) -> None:
     """Raise if the heads of ``cfg`` do not fit its backbone or data set.
 
+    Only models with a ``VisionMamba`` or ``MambaScope`` backbone are
+    checked. Other mmseg and mmdet models have heads that predict other
+    label sets on purpose, such as STDC's boundary head or the thing
+    classes of a panoptic model.
+
     Args:
         cfg: An mmseg or mmdet config.
         stages: Stages of ``'train'``, ``'val'`` and ``'test'`` whose
@@ -191,7 +196,8 @@ def check_model_settings(cfg: Config, stages: Sequence[str] = ()) -> None:
             width of a Vim backbone, and each head whose ``num_classes``
             differs from the data set's class count, with the fix.
     """
-    if not isinstance(cfg.get('model'), dict):
+    if not isinstance(cfg.get('model'), dict) or backbone_width(
+            cfg.model.get('backbone') or {}) is None:
         return
     problems = _channel_problems(cfg.model) + _class_problems(cfg, stages)
     if problems:

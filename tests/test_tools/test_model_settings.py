@@ -119,6 +119,16 @@ def test_concatenated_datasets_counted():
             in message)
 
 
+def test_other_backbones_not_checked():
+    # STDC's detail head predicts 2 boundary classes on a 19-class data set.
+    cfg = _config(SEG_CONFIG, SEG)
+    cfg.model.backbone = dict(type='STDCContextPathNet')
+    cfg.model.auxiliary_head = dict(type='STDCHead', num_classes=2,
+                                    in_channels=256)
+
+    check_model_settings(cfg, ('train', ))
+
+
 def test_neck_takes_backbone_maps():
     # With a neck, the heads take the neck's maps, not the backbone's.
     cfg = _config(SEG_CONFIG, dict(SEG, **{
