@@ -167,7 +167,7 @@ def collect_paths(model: nn.Module, dataloader,
         data = model.data_preprocessor(data_batch, False)
         inputs, data_samples = data['inputs'], data['data_samples']
         with torch.no_grad(), _refine_every_image(backbone):
-            scope = backbone.forward_scope(inputs, with_coarse_maps=True)
+            scope = backbone(inputs, scope_output=True, with_coarse_maps=True)
             fine_records = scope.info
             coarse_records = [
                 stopped_record(backbone, record) for record in fine_records

@@ -192,3 +192,19 @@ def test_det_wrapper_checks_feature_calls(monkeypatch):
         with pytest.raises(RuntimeError, match='extract_feat once per loss'):
             model(**data, mode='loss')
     assert model._queued_maps == []
+
+
+def test_wrapper_losses_run_backbone_hooks():
+    # The wrappers call the backbone module, so its forward hooks run.
+    for config, overrides in ((SEG_CONFIG, SEG), (DET_CONFIG, DET)):
+        cfg = _load(config, overrides)
+        model = _build_model(cfg).train()
+        calls = []
+        model.backbone.register_forward_hook(
+            lambda module, args, output: calls.append(type(output).__name__))
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            data = model.data_preprocessor(_samples(cfg, 'train'),
+                                           training=True)
+            model(**data, mode='loss')
+
+        assert calls == ['ScopeOutput'], config

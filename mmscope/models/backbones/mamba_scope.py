@@ -14,7 +14,7 @@ import inspect
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -506,15 +506,27 @@ class MambaScope(VisionMamba):
             macs += self.layer_macs(fine_tokens)
         return macs
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        scope_output: bool = False,
+        with_coarse_maps: bool = False
+    ) -> Union[Tuple[torch.Tensor, ...], ScopeOutput]:
         """Compute multi-scale maps, each image on its own path.
+
+        The training wrappers call the module with ``scope_output=True``,
+        not :meth:`forward_scope`, so that forward hooks run.
 
         Args:
             x: Images of shape (batch, in_channels, H, W).
+            scope_output: Return the whole :class:`ScopeOutput` of
+                :meth:`forward_scope` instead of the maps only.
+            with_coarse_maps: As in :meth:`forward_scope`.
 
         Returns:
             One NCHW map per entry of ``out_indices`` at the matching stride,
-            cropped to the input size. The decisions taken are kept in
-            ``self.scope_info``.
+            cropped to the input size, or the :class:`ScopeOutput`. The
+            decisions taken are kept in ``self.scope_info``.
         """
-        return self.forward_scope(x).maps
+        output = self.forward_scope(x, with_coarse_maps=with_coarse_maps)
+        return output if scope_output else output.maps

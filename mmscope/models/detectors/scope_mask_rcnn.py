@@ -70,8 +70,8 @@ class ScopeMaskRCNN(MaskRCNN):
     def loss(self, batch_inputs: torch.Tensor,
              batch_data_samples: SampleList) -> dict:
         """Compute fine, coarse and gate losses."""
-        scope = self.backbone.forward_scope(batch_inputs,
-                                            with_coarse_maps=True)
+        scope = self.backbone(batch_inputs, scope_output=True,
+                              with_coarse_maps=True)
         self._queued_maps = [scope.maps, scope.coarse_maps]
         try:
             losses = super().loss(batch_inputs, batch_data_samples)

@@ -74,7 +74,7 @@ class ScopeEncoderDecoder(EncoderDecoder):
 
     def loss(self, inputs: torch.Tensor, data_samples: SampleList) -> dict:
         """Compute fine, coarse, gate and distillation losses."""
-        scope = self.backbone.forward_scope(inputs, with_coarse_maps=True)
+        scope = self.backbone(inputs, scope_output=True, with_coarse_maps=True)
 
         losses, fine_logits = self._head_losses(scope.maps, data_samples)
         coarse_losses, coarse_logits = self._head_losses(
