@@ -203,22 +203,26 @@ def run_benchmark(models: Sequence[Tuple[str, nn.Module]],
     Returns:
         One row per model and share, in the order given.
     """
-    check_refine_shares(shares, inputs.shape[0])
+    if any(is_scope_model(model) for _, model in models):
+        check_refine_shares(shares, inputs.shape[0])
     rows: List[BenchmarkRow] = []
     calls: Dict[Tuple[int, str], Callable[[], object]] = {}
-    saved_budgets = {}
-    for name, model in models:
-        row_shares: List[Optional[float]] = [None]
-        if is_scope_model(model):
-            saved_budgets[id(model)] = (model, model.backbone.refine_budget)
-            row_shares = list(shares)
-        for share in row_shares:
-            for part in ('model', 'backbone'):
-                calls[(len(rows), part)] = _tensor_forward(
-                    model, inputs, data_samples, share, part == 'backbone')
-            rows.append(count_row(name, model, inputs, data_samples, share))
-
+    # Each model's own budget, saved before any row forces one.
+    saved_budgets = {
+        id(model): (model, model.backbone.refine_budget)
+        for _, model in models if is_scope_model(model)
+    }
     try:
+        for name, model in models:
+            row_shares = list(shares) if is_scope_model(model) else [None]
+            for share in row_shares:
+                for part in ('model', 'backbone'):
+                    calls[(len(rows), part)] = _tensor_forward(
+                        model, inputs, data_samples, share,
+                        part == 'backbone')
+                rows.append(
+                    count_row(name, model, inputs, data_samples, share))
+
         times = measure_interleaved(calls, runs, warmup, device)
         if profile_rows > 0:
             for index, row in enumerate(rows):

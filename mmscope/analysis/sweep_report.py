@@ -1,5 +1,6 @@
 """CSV, markdown and Pareto plot of a threshold sweep."""
 import csv
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 SWEEP_COLUMNS = ('threshold', 'refine_share', 'backbone_gflops',
@@ -61,10 +62,10 @@ def write_image_csv(images: Sequence, path: str) -> None:
 def _format_cell(column: str, value: Optional[float]) -> str:
     if value is None:
         return '-'
-    # Thresholds from --share-steps are image confidences that may differ
-    # only in the fifth digit.
+    # A threshold is printed in full (shortest round trip), so that a value
+    # copied into model.backbone.threshold gives the row's decisions.
     if column == 'threshold':
-        return f'{value:.6g}'
+        return repr(float(value))
     return f'{value:.4g}'
 
 
@@ -90,6 +91,9 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
     """
     front = []
     for index, (cost, quality) in enumerate(points):
+        # A NaN metric (no prediction to score) is on no front.
+        if math.isnan(cost) or math.isnan(quality):
+            continue
         dominated = any(
             other_cost <= cost and other_quality >= quality and
             (other_cost < cost or other_quality > quality)
@@ -112,13 +116,14 @@ def _threshold_labels(rows: Sequence[Dict[str, float]],
         thresholds.setdefault(point, []).append(row['threshold'])
     labels = {}
     for point, values in thresholds.items():
-        low, high = min(values), max(values)
-        labels[point] = f'{low:g}' if low == high else f'{low:g}-{high:g}'
+        low, high = float(min(values)), float(max(values))
+        labels[point] = repr(low) if low == high else f'{low!r}-{high!r}'
     return labels
 
 
 def plot_pareto(rows: Sequence[Dict[str, float]], path: str, title: str,
-                baseline: Optional[Dict[str, float]] = None) -> bool:
+                baseline: Optional[Dict[str, float]] = None,
+                baseline_gflops: Optional[float] = None) -> bool:
     """Plot each headline metric against backbone GFLOPs, saved as PNG.
 
     Args:
@@ -126,8 +131,11 @@ def plot_pareto(rows: Sequence[Dict[str, float]], path: str, title: str,
         path: Output PNG file.
         title: Figure title.
         baseline: Metrics of the Vim baseline from its own test run, plotted
-            as a point at ``vim_gflops``. Without them a vertical line marks
-            the Vim GFLOPs.
+            as a point at ``baseline_gflops``. Without them a vertical line
+            marks the GFLOPs of a Vim backbone of the MambaScope model's
+            size (``vim_gflops``).
+        baseline_gflops: Backbone GFLOPs per image of the baseline; the
+            rows' ``vim_gflops`` when not given.
 
     Returns:
         False, without writing a file, when no row has a metric value.
@@ -143,6 +151,8 @@ def plot_pareto(rows: Sequence[Dict[str, float]], path: str, title: str,
     figure, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5),
                                 squeeze=False)
     vim_gflops = rows[0]['vim_gflops']
+    if baseline is not None and baseline_gflops is not None:
+        vim_gflops = baseline_gflops
     for axis, key in zip(axes[0], keys):
         ordered = sorted((row for row in rows if key in row),
                          key=lambda row: row['backbone_gflops'])

@@ -7,8 +7,10 @@ would at that threshold, so the metrics of every threshold are computed
 without running the model again.
 """
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -20,6 +22,7 @@ from mmengine.utils import ProgressBar
 from torch import nn
 
 from mmscope.models.backbones import refine_by_threshold
+from mmscope.models.utils.share_count import round_share
 
 from .backbone_override import fixed_backbone_output
 
@@ -257,13 +260,36 @@ def evaluate_threshold(images: Sequence[ImagePaths],
     return row
 
 
+def _separating_threshold(lower: float, upper: float) -> float:
+    """Return the shortest decimal ``t`` with ``lower < t <= upper``.
+
+    An image whose confidence is ``lower`` is then refined and one at
+    ``upper`` stops, also when the threshold is copied from a table that
+    prints it with few digits. ``upper`` itself is returned when the two are
+    equal.
+    """
+    if math.isnan(lower):
+        return 0.0
+    if not lower < upper:
+        return upper
+    middle = (lower + upper) / 2
+    for digits in range(1, 18):
+        candidate = float(f'{middle:.{digits}g}')
+        if lower < candidate <= upper:
+            return candidate
+    return upper
+
+
 def thresholds_for_shares(images: Sequence[ImagePaths],
                           steps: int) -> List[float]:
     """Return thresholds that refine 0, 1/steps, ..., 1 of the images.
 
-    The threshold for share k/steps is the confidence of the image at rank
-    ``round(k / steps * n)`` in increasing order, so exactly that many images
-    fall below it unless several images share that confidence.
+    For share k/steps, ``n_k`` is ``k / steps`` of the n images, rounded half
+    up as ``refine_budget`` rounds. The threshold is the shortest decimal
+    between the ``n_k``-th and the next confidence in increasing order, so
+    exactly ``n_k`` images fall below it unless several images share that
+    confidence. A NaN confidence counts as the lowest, because such an
+    image is always refined.
 
     Args:
         images: Output of :func:`collect_paths`.
@@ -274,11 +300,19 @@ def thresholds_for_shares(images: Sequence[ImagePaths],
     """
     if steps < 1:
         raise ValueError(f'steps must be at least 1, got {steps}.')
-    confidences = sorted(image.confidence for image in images)
+    values = [image.confidence for image in images]
+    confidences = [value for value in values if math.isnan(value)] + sorted(
+        value for value in values if not math.isnan(value))
     thresholds = [0.0]
     for k in range(1, steps):
-        rank = round(k / steps * len(confidences))
-        thresholds.append(confidences[min(rank, len(confidences) - 1)])
+        count = round_share(Fraction(k, steps), len(confidences))
+        if count == 0:
+            thresholds.append(0.0)
+        elif count >= len(confidences):
+            thresholds.append(1.0)
+        else:
+            thresholds.append(_separating_threshold(confidences[count - 1],
+                                                    confidences[count]))
     thresholds.append(1.0)
     return thresholds
 
@@ -293,7 +327,7 @@ def sweep_thresholds(images: Sequence[ImagePaths],
     for threshold in thresholds:
         rows.append(evaluate_threshold(images, metrics, threshold))
         print_log(
-            f'threshold {threshold:g}: refine share '
+            f'threshold {threshold!r}: refine share '
             f"{rows[-1]['refine_share']:.3f}, backbone GFLOPs "
             f"{rows[-1]['backbone_gflops']:.3f}", logger='current')
     return rows

@@ -186,9 +186,10 @@ def draw_scope_panels(image: np.ndarray, record: dict,
         img_shape: (height, width) of the network input before padding.
 
     Returns:
-        A new RGB uint8 image of shape (H, 2 * W, 3). An image whose shorter
-        side is below ``MIN_PANEL_SIDE`` is enlarged first, by a whole
-        factor that keeps its longer side within ``MAX_PANEL_SIDE``.
+        A new RGB uint8 image of shape (f * H, 2 * f * W, 3). The factor f
+        is 1, except for an image whose shorter side is below
+        ``MIN_PANEL_SIDE``: it is enlarged first, by a whole factor that
+        keeps its longer side within ``MAX_PANEL_SIDE``.
     """
     height, width = image.shape[:2]
     factor = min(-(-MIN_PANEL_SIDE // max(min(height, width), 1)),

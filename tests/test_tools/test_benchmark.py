@@ -1,7 +1,6 @@
 """tools/analysis/benchmark.py and the counts behind its table."""
 import dataclasses
 import math
-import subprocess
 import sys
 
 import pytest
@@ -11,7 +10,8 @@ from mmscope.analysis import (make_data_samples, neck_and_head_macs,
                               run_benchmark)
 from mmscope.apis import init_scope_model, load_config
 from tests.reduced import DET, SEG, WIDTH, cfg_options
-from tests.test_tools.test_train_tool import REPO_ROOT, _run
+from tests.test_tools.test_train_tool import _run
+from tests.tool_runs import tool_error
 
 SEG_SCOPE = 'configs/ade20k/upernet_mambascope_t.py'
 SEG_VIM = 'configs/ade20k/upernet_vim_t.py'
@@ -168,11 +168,44 @@ def test_benchmark_tool_det_table(tmp_path):
      'is not a config file'),
 ])
 def test_benchmark_tool_rejects_bad_options(args, message):
-    result = subprocess.run(
-        [sys.executable, 'tools/analysis/benchmark.py', SEG_SCOPE, *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr[-2000:]
+    stderr = tool_error('tools/analysis/benchmark.py', SEG_SCOPE, *args)
+
+    assert message in stderr, stderr[-2000:]
+
+
+def test_vim_only_benchmark_ignores_shares(tmp_path):
+    # The refine shares apply to MambaScope rows only, so a Vim model at
+    # batch size 1 keeps the default shares 0, 0.5 and 1.
+    out = tmp_path / 'table.md'
+    _run([sys.executable, 'tools/analysis/benchmark.py', SEG_VIM,
+          '--shape', '64', '64', '--batch-size', '1', '--runs', '1',
+          '--warmup', '0', '--out', str(out), '--cfg-options',
+          *cfg_options(SEG)])
+
+    assert len(_table_rows(out.read_text())) == 1
+
+
+def test_budgets_restored_after_error(monkeypatch):
+    import mmscope.analysis.benchmark as benchmark
+    model = _seg_model(SEG_SCOPE)
+    inputs = torch.randn(2, 3, *SHAPE)
+    samples = make_data_samples('seg', 2, SHAPE)
+    calls = []
+
+    def failing_count(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError('count failed')
+        return 0
+
+    monkeypatch.setattr(benchmark, 'neck_and_head_macs', failing_count)
+    # The same model twice: the first entry's forced budget must not be
+    # taken for the model's own.
+    with pytest.raises(RuntimeError, match='count failed'):
+        run_benchmark([('a', model), ('b', model)], [0.5, 1.0], inputs,
+                      samples, runs=1, warmup=0, device='cpu')
+
+    assert model.backbone.refine_budget is None
 
 
 def test_detector_rows_count_proposals():

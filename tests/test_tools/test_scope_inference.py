@@ -208,6 +208,11 @@ def test_visualize_scope_output_names(tmp_path):
     assert [names[path] for path in paths] == [
         'a__x_scope.png', 'y_scope.png', 'b__x_scope.png']
 
+    # Paths that differ in the extension only keep it in the name.
+    same_stem = [str(tmp_path / 'a' / 'x.jpg'), str(tmp_path / 'a' / 'x.png')]
+    assert list(tool.output_names(same_stem).values()) == [
+        'x.jpg_scope.png', 'x.png_scope.png']
+
 
 @pytest.mark.parametrize('make_image, error, message', [
     (lambda photo, folder: np.zeros((0, 0, 3), np.uint8), ValueError,

@@ -1,11 +1,14 @@
 """CSV, table and Pareto helpers of the threshold sweep."""
 import csv
 
+import torch
+
 from mmscope.analysis.sweep_report import (format_sweep_table, pareto_front,
                                            plot_pareto, quality_keys,
                                            write_csv)
 from mmscope.analysis.threshold_sweep import (ImagePaths,
                                               thresholds_for_shares)
+from mmscope.models.backbones import refine_by_threshold
 
 
 def _row(threshold, share, gflops, **metrics):
@@ -17,6 +20,11 @@ def _row(threshold, share, gflops, **metrics):
 def test_pareto_front_drops_dominated_points():
     points = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.6), (3.0, 0.6), (4.0, 0.9)]
     assert pareto_front(points) == [0, 2, 4]
+
+
+def test_pareto_front_skips_nan():
+    points = [(1.0, float('nan')), (2.0, 0.5), (3.0, 0.4)]
+    assert pareto_front(points) == [1]
 
 
 def test_pareto_front_keeps_equal_points():
@@ -62,7 +70,39 @@ def test_thresholds_for_shares_split_images():
     ]
     thresholds = thresholds_for_shares(images, 4)
 
-    assert thresholds == [0.0, 0.4, 0.6, 0.9, 1.0]
+    assert thresholds == [0.0, 0.3, 0.5, 0.8, 1.0]
     refined = [sum(image.confidence < t for image in images)
                for t in thresholds[:-1]]
     assert refined == [0, 1, 2, 3]
+
+
+def test_printed_thresholds_give_same_shares():
+    # float32 confidences close together: the printed threshold must refine
+    # the same images as the exact one.
+    values = torch.tensor([0.5003448, 0.5003449, 0.7, 0.5011712]).tolist()
+    images = [
+        ImagePaths(img_path=None, confidence=value, coarse=[], fine=[],
+                   coarse_record={}, fine_record={}) for value in values
+    ]
+
+    thresholds = thresholds_for_shares(images, 4)
+
+    confidence = torch.tensor(values)
+    for k, threshold in enumerate(thresholds[:-1]):
+        printed = float(format_sweep_table(
+            [_row(threshold, 0.0, 1.0)]).splitlines()[2].split('|')[1])
+        refined = refine_by_threshold(confidence, printed)
+        assert int(refined.sum()) == k, (threshold, printed)
+
+
+def test_shares_round_half_up_and_nan_first():
+    images = [
+        ImagePaths(img_path=None, confidence=value, coarse=[], fine=[],
+                   coarse_record={}, fine_record={})
+        for value in (0.9, float('nan'), 0.6, 0.4, 0.2)
+    ]
+
+    # Half of 5 images is 2.5, which rounds up to 3, as refine_budget does.
+    thresholds = thresholds_for_shares(images, 2)
+
+    assert thresholds == [0.0, 0.5, 1.0]

@@ -10,6 +10,7 @@ import pytest
 
 from tests.reduced import (DET, DET_SCOPE_EVAL, RUNTIME, SEG, cfg_options)
 from tests.test_tools.test_train_tool import REPO_ROOT, _run
+from tests.tool_runs import tool_error
 
 SEG_CONFIG = 'configs/ade20k/upernet_mambascope_t.py'
 DET_CONFIG = 'configs/coco/mask_rcnn_mambascope_t_fpn_1x_coco.py'
@@ -123,7 +124,9 @@ def test_seg_sweep_outputs(seg_checkpoint, tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     table = (tmp_path / 'sweep.md').read_text()
     assert table.count('\n|') == 1 + len(rows)
-    assert 'Vim baseline at ' in table
+    # The baseline has the width and depth of the MambaScope model, so its
+    # own count equals the rows' Vim GFLOPs.
+    assert f"Vim baseline at {float(rows[0]['vim_gflops']):.4g} " in table
     baseline_metrics = json.loads((tmp_path / 'baseline.json').read_text())
     assert 0 <= baseline_metrics['mIoU'] <= 100
 
@@ -219,13 +222,30 @@ def test_sweep_checks_baseline_first(seg_checkpoint, tmp_path,
     (['--baseline-config', 'configs/ade20k/upernet_vim_t.py',
       '--baseline-checkpoint', 'README.md'],
      '--baseline-checkpoint: README.md is not a PyTorch checkpoint file'),
+    (['--baseline-config', SEG_CONFIG, '--baseline-checkpoint', None],
+     '--baseline-config must have a VisionMamba backbone'),
 ])
 def test_sweep_rejects_bad_options(seg_checkpoint, args, message):
     # None is replaced by the checkpoint file that the fixture writes.
     args = [seg_checkpoint if arg is None else arg for arg in args]
-    result = subprocess.run([
-        sys.executable, 'tools/analysis/sweep_threshold.py', SEG_CONFIG,
-        seg_checkpoint, *args
-    ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr[-2000:]
+    stderr = tool_error('tools/analysis/sweep_threshold.py', SEG_CONFIG,
+                        seg_checkpoint, *args)
+
+    assert message in stderr, stderr[-2000:]
+
+
+def test_report_drops_stale_baseline(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        'sweep_threshold', REPO_ROOT / 'tools/analysis/sweep_threshold.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / 'baseline.json').write_text('{"mIoU": 50.0}')
+    rows = [dict(threshold=0.0, refine_share=0.0, backbone_gflops=1.0,
+                 vim_gflops=3.0, gflops_ratio=1 / 3, mIoU=20.0)]
+
+    written = tool.write_report(rows, str(tmp_path), 'model', None, None)
+
+    assert 'baseline.json' not in written
+    assert not (tmp_path / 'baseline.json').exists()

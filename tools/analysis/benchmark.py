@@ -17,6 +17,7 @@ import torch
 from mmscope.analysis import (check_refine_shares, format_table,
                               make_data_samples, noise_warnings,
                               proposal_warnings, run_benchmark)
+from mmscope.analysis.benchmark import is_scope_model
 from mmscope.apis import init_scope_model, load_config, task_of
 from mmscope.utils import (ConfigOptionsAction, check_checkpoint_input,
                            check_config_file, check_output_file)
@@ -88,10 +89,6 @@ def check_args(args: argparse.Namespace) -> None:
     if args.warmup < 0 or args.profile < 0:
         raise SystemExit('--warmup and --profile must be 0 or more, got '
                          f'{args.warmup} and {args.profile}.')
-    try:
-        check_refine_shares(args.refine_shares, args.batch_size)
-    except ValueError as error:
-        raise SystemExit(f'--refine-shares: {error}') from error
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda was requested, but CUDA is not '
                          'available; use --device cpu.')
@@ -171,6 +168,12 @@ def main() -> None:
     if len(tasks) != 1:
         raise SystemExit('CONFIG and --baseline must both be mmseg configs '
                          'or both mmdet configs.')
+    # The shares apply to MambaScope models only.
+    if any(is_scope_model(model) for _, model, _ in models):
+        try:
+            check_refine_shares(args.refine_shares, args.batch_size)
+        except ValueError as error:
+            raise SystemExit(f'--refine-shares: {error}') from error
 
     torch.manual_seed(0)
     inputs = torch.randn(args.batch_size, 3, *args.shape, device=args.device)

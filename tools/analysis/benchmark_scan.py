@@ -282,7 +282,8 @@ def check_targets(args: argparse.Namespace, results: Results) -> bool:
 
     Returns:
         Whether both targets against the reference are met. The speedup
-        over the indexed loop is printed for comparison only.
+        over the indexed loop is printed against the same target, but it
+        does not decide the result.
     """
     forward_ratio = (results['torch', 'forward'][0] /
                      results['reference', 'forward'][0])

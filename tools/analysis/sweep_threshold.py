@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -136,13 +136,23 @@ def load_configs(args: argparse.Namespace, out_dir: str):
         if baseline_cfg.get('default_scope') != cfg.get('default_scope'):
             raise SystemExit('CONFIG and --baseline-config must both be '
                              'mmseg configs or both mmdet configs.')
+        kind = str((baseline_cfg.model.get('backbone') or {}).get('type'))
+        if kind.split('.')[-1] != 'VisionMamba':
+            raise SystemExit(
+                '--baseline-config must have a VisionMamba backbone, whose '
+                f'GFLOPs the sweep counts; {args.baseline_config} has {kind}.')
     return cfg, baseline_cfg
 
 
-def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
+def sweep(cfg: Config, args: argparse.Namespace,
+          out_dir: str) -> Tuple[list, List[Tuple[int, int]]]:
     """Run the model once over the test set and evaluate every threshold.
 
     Also writes ``sweep_images.csv`` with the confidence of every image.
+
+    Returns:
+        The rows of the thresholds, and the input size (H, W) of each
+        image.
     """
     runner = build_runner(cfg)
     runner.load_checkpoint(args.checkpoint, map_location='cpu')
@@ -159,25 +169,46 @@ def sweep(cfg: Config, args: argparse.Namespace, out_dir: str) -> list:
     ]
     images = collect_paths(model, dataloader, metrics,
                            show_progress=not args.no_progress)
+    if not images:
+        raise SystemExit('The test dataloader gave no images to sweep over; '
+                         'check test_dataloader.dataset.')
     write_image_csv(images, osp.join(out_dir, 'sweep_images.csv'))
     thresholds = set(args.thresholds)
-    if args.share_steps is not None and images:
+    if args.share_steps is not None:
         thresholds.update(thresholds_for_shares(images, args.share_steps))
-    return sweep_thresholds(images, metrics, sorted(thresholds))
+    shapes = [tuple(image.coarse_record['input_shape']) for image in images]
+    return sweep_thresholds(images, metrics, sorted(thresholds)), shapes
 
 
 def evaluate_baseline(baseline_cfg: Config, args: argparse.Namespace,
-                      out_dir: str) -> dict:
-    """Test the Vim baseline with the standard test loop."""
+                      out_dir: str,
+                      shapes: List[Tuple[int, int]]) -> Tuple[dict, float]:
+    """Test the Vim baseline with the standard test loop.
+
+    Args:
+        baseline_cfg: The baseline's config.
+        args: The command-line arguments.
+        out_dir: The sweep's output folder, named in messages.
+        shapes: Input size (H, W) of each test image of the sweep. The
+            baseline's backbone GFLOPs are counted at these sizes, which
+            assumes that both configs resize the test images alike.
+
+    Returns:
+        The baseline's metrics and its mean backbone GFLOPs per image.
+    """
     runner = build_runner(baseline_cfg)
     try:
-        return runner.test()
+        metrics = runner.test()
     except FileNotFoundError as error:
         raise SystemExit(
             f'Testing --baseline-config {args.baseline_config} failed: '
             f'{error}. The sweep results are already in {out_dir}. Pass the '
             'data overrides of the baseline, such as data_root, through '
             '--baseline-cfg-options.') from error
+    backbone = getattr(runner.model, 'module', runner.model).backbone
+    gflops = sum(backbone.count_macs(shape) for shape in shapes) / len(
+        shapes) / 1e9
+    return metrics, gflops
 
 
 def write_report(rows: list, out_dir: str, name: str,
@@ -192,6 +223,9 @@ def write_report(rows: list, out_dir: str, name: str,
                   f'per image: {values}\n')
         with open(osp.join(out_dir, 'baseline.json'), 'w') as file:
             json.dump(baseline, file, indent=2)
+    elif osp.isfile(osp.join(out_dir, 'baseline.json')):
+        # Left by an earlier run; it does not belong to these results.
+        os.remove(osp.join(out_dir, 'baseline.json'))
     write_csv(rows, osp.join(out_dir, 'sweep.csv'))
     with open(osp.join(out_dir, 'sweep.md'), 'w') as file:
         file.write(table)
@@ -199,7 +233,8 @@ def write_report(rows: list, out_dir: str, name: str,
     written = ['sweep.csv', 'sweep_images.csv', 'sweep.md']
     if baseline is not None:
         written.append('baseline.json')
-    if plot_pareto(rows, osp.join(out_dir, 'sweep.png'), name, baseline):
+    if plot_pareto(rows, osp.join(out_dir, 'sweep.png'), name, baseline,
+                   baseline_gflops):
         written.append('sweep.png')
     else:
         print_log('No threshold produced a metric value, so sweep.png was '
@@ -234,12 +269,13 @@ def main() -> None:
             '--baseline-cfg-options.')
     os.makedirs(out_dir, exist_ok=True)
 
-    rows = sweep(cfg, args, out_dir)
+    rows, shapes = sweep(cfg, args, out_dir)
     # Written first, so that a failing baseline run keeps the sweep.
     write_report(rows, out_dir, name, None, None)
     if baseline_cfg is not None:
-        baseline = evaluate_baseline(baseline_cfg, args, out_dir)
-        write_report(rows, out_dir, name, baseline, rows[0]['vim_gflops'])
+        baseline, baseline_gflops = evaluate_baseline(baseline_cfg, args,
+                                                      out_dir, shapes)
+        write_report(rows, out_dir, name, baseline, baseline_gflops)
 
 
 if __name__ == '__main__':

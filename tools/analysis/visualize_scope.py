@@ -80,7 +80,9 @@ def output_names(paths: List[str]) -> Dict[str, str]:
     An image is named after its file name. Images that share a file name
     are named after their paths below the folder they have in common, such
     as ``a__x_scope.png`` and ``b__x_scope.png`` for ``a/x.jpg`` and
-    ``b/x.jpg``.
+    ``b/x.jpg``. Those names keep the extension where the paths differ in it
+    only, as ``x.jpg_scope.png`` and ``x.png_scope.png`` for ``a/x.jpg`` and
+    ``a/x.png``.
     """
     by_stem = defaultdict(list)
     for path in paths:
@@ -93,8 +95,11 @@ def output_names(paths: List[str]) -> Dict[str, str]:
             continue
         absolute = [osp.abspath(path) for path in group]
         common = osp.commonpath(absolute)
-        for path, full in zip(group, absolute):
-            relative = osp.splitext(osp.relpath(full, common))[0]
+        relatives = [osp.relpath(full, common) for full in absolute]
+        stems = [osp.splitext(relative)[0] for relative in relatives]
+        if len(set(stems)) == len(stems):
+            relatives = stems
+        for path, relative in zip(group, relatives):
             names[path] = relative.replace(os.sep, '__') + '_scope.png'
     return names
 
