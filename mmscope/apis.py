@@ -1,5 +1,6 @@
 """Model loading and single-image inference for mmseg and mmdet configs."""
 import copy
+import inspect
 import os
 from typing import Optional, Union
 
@@ -53,15 +54,48 @@ def config_copy(cfg: Union[Config, str, os.PathLike]) -> Config:
     return copy.deepcopy(cfg)
 
 
+def _task_of_model_class(model_type) -> Optional[str]:
+    """Return the task of a model given as a class, or None."""
+    if not inspect.isclass(model_type):
+        return None
+    try:
+        from mmseg.models.segmentors import BaseSegmentor
+        if issubclass(model_type, BaseSegmentor):
+            return 'seg'
+    except ImportError:
+        pass
+    try:
+        from mmdet.models.detectors import BaseDetector
+        if issubclass(model_type, BaseDetector):
+            return 'det'
+    except ImportError:
+        pass
+    return None
+
+
 def task_of(cfg: Config) -> str:
-    """Return ``'seg'`` or ``'det'`` from the config's default scope."""
+    """Return ``'seg'`` or ``'det'`` for an mmseg or mmdet config.
+
+    The default scope decides. A pure-Python config without one, whose
+    model type is a class, is recognised by that class.
+
+    Raises:
+        ValueError: If the config is neither.
+    """
     scope = cfg.get('default_scope')
     if scope == 'mmseg':
         return 'seg'
     if scope == 'mmdet':
         return 'det'
+    model = cfg.get('model')
+    task = _task_of_model_class(
+        model.get('type') if isinstance(model, dict) else None)
+    if scope is None and task is not None:
+        return task
     raise ValueError(f"Unsupported default_scope {scope!r}; mmscope tools "
-                     "take mmseg ('mmseg') or mmdet ('mmdet') configs.")
+                     "take mmseg ('mmseg') or mmdet ('mmdet') configs, or "
+                     'pure-Python configs whose model type is an mmseg '
+                     'segmentor or mmdet detector class.')
 
 
 def checked_device(device: Optional[str]) -> str:

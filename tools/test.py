@@ -18,6 +18,7 @@ from mmscope.utils import (add_runner_arguments, build_runner,
                            check_data_paths, check_output_dir,
                            check_output_file, check_settings_exit,
                            close_process_group, load_runner_config)
+from mmscope.utils.model_settings import type_name
 
 DUMP_SUFFIXES = ('.pkl', '.pickle')
 
@@ -38,6 +39,24 @@ def parse_args() -> argparse.Namespace:
         'default_hooks.visualization.interval-th image (50 unless set)')
     add_runner_arguments(parser)
     return parser.parse_args()
+
+
+def check_no_test_time_augmentation(cfg: Config) -> None:
+    """Exit with a message if the test pipeline augments at test time.
+
+    ``TestTimeAug`` gives several views of each image, which only a
+    ``tta_model`` that merges their predictions can take; this tool does
+    not build one.
+    """
+    loader = cfg.get('test_dataloader') or {}
+    pipeline = (loader.get('dataset') or {}).get('pipeline') or []
+    for index, transform in enumerate(pipeline):
+        if isinstance(transform, dict) and \
+                type_name(transform) == 'TestTimeAug':
+            raise SystemExit(
+                f'test_dataloader.dataset.pipeline.{index} is TestTimeAug, '
+                'but tools/test.py does not support test-time augmentation. '
+                'Use a test pipeline without it.')
 
 
 def check_out_path(out: Optional[str], task: str) -> None:
@@ -111,6 +130,7 @@ def main() -> None:
     check_checkpoint_input(args.checkpoint, 'checkpoint')
     check_out_path(args.out, task)
     check_data_arguments(cfg, ('test', ))
+    check_no_test_time_augmentation(cfg)
     check_data_paths(cfg, ('test', ))
     check_checkpoint_before_runner(cfg, args.checkpoint, 'checkpoint')
     cfg.load_from = args.checkpoint

@@ -86,6 +86,9 @@ def module_problems(module: dict, setting: str, registry: Registry,
         for types that are not classes or that accept any argument.
     """
     kind = module.get('type')
+    if kind is None:
+        return [f'{setting}.type: missing; every {registry.name} config '
+                'names its type']
     if isinstance(kind, str):
         with registry.switch_scope_and_registry(
                 module.get('_scope_', scope)) as scoped:
@@ -110,12 +113,17 @@ def module_problems(module: dict, setting: str, registry: Registry,
     ]
 
 
+# Keys under which mmcv's wrappers and their mmdet subclasses (AutoAugment,
+# RandAugment) keep the pipelines they build from the registry.
+NESTED_PIPELINE_KEYS = ('transforms', 'policies', 'aug_space')
+
+
 def _builds_nested_transforms(transform: dict, scope: str) -> bool:
-    """Return whether a transform builds its ``transforms`` from the registry.
+    """Return whether a transform builds nested pipelines from the registry.
 
     mmcv's wrappers (``TestTimeAug``, ``RandomChoice``, ``Compose`` and
-    others) do. ``Albu`` and similar transforms hold configs of another
-    library under the same key, which the registry does not know.
+    others) and their subclasses do. ``Albu`` and similar transforms hold
+    configs of another library, which the registry does not know.
     """
     from mmcv.transforms import TestTimeAug
     from mmcv.transforms.wrappers import (Compose, KeyMapper, RandomApply,
@@ -146,8 +154,9 @@ def _transforms(pipeline, key: str,
         elif isinstance(entry, dict):
             yield setting, entry
             if _builds_nested_transforms(entry, scope):
-                yield from _transforms(entry.get('transforms'),
-                                       f'{setting}.transforms', scope)
+                for name in NESTED_PIPELINE_KEYS:
+                    yield from _transforms(entry.get(name),
+                                           f'{setting}.{name}', scope)
 
 
 def _evaluator_problems(evaluator, key: str, scope: str) -> List[str]:
@@ -167,9 +176,7 @@ def _evaluator_problems(evaluator, key: str, scope: str) -> List[str]:
         typed.setdefault('type', 'Evaluator')
         return module_problems(typed, key, EVALUATOR, scope) + \
             _evaluator_problems(evaluator['metrics'], f'{key}.metrics', scope)
-    if 'type' in evaluator:
-        return module_problems(evaluator, key, METRICS, scope)
-    return []
+    return module_problems(evaluator, key, METRICS, scope)
 
 
 def data_argument_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
@@ -208,7 +215,10 @@ def data_argument_problems(cfg: Config, stages: Sequence[str]) -> List[str]:
 
 def check_data_arguments(cfg: Config, stages: Sequence[str],
                          option: str = '--cfg-options') -> None:
-    """Exit with a message if a stage's data or metric settings are unknown.
+    """Exit with a message if a stage's data or metric settings are invalid.
+
+    Invalid are a type that is missing or not registered, and an argument
+    that its type does not take.
 
     Args:
         cfg: The config.
@@ -219,5 +229,5 @@ def check_data_arguments(cfg: Config, stages: Sequence[str],
     problems = data_argument_problems(cfg, stages)
     if problems:
         raise SystemExit(
-            'Unknown data or metric settings:\n  ' + '\n  '.join(problems) +
-            f'\nCorrect these names in the config or in {option}.')
+            'Invalid data or metric settings:\n  ' + '\n  '.join(problems) +
+            f'\nCorrect these settings in the config or in {option}.')

@@ -71,9 +71,11 @@ def _image_suffix(dataset: dict, scope: str) -> Optional[str]:
     """Return the ``img_suffix`` a dataset uses: its own or its type's."""
     suffix = dataset.get('img_suffix')
     if suffix is None:
-        with DATASETS.switch_scope_and_registry(scope) as registry:
-            dataset_type = registry.get(dataset.get('type'))
-        if dataset_type is None:
+        dataset_type = dataset.get('type')
+        if isinstance(dataset_type, str):
+            with DATASETS.switch_scope_and_registry(scope) as registry:
+                dataset_type = registry.get(dataset_type)
+        if not inspect.isclass(dataset_type):
             return None
         parameter = inspect.signature(
             dataset_type.__init__).parameters.get('img_suffix')

@@ -5,6 +5,7 @@ backbone's fails inside the first forward pass with a bare convolution
 error. A head with more classes than the data set trains without a
 warning, and the metrics silently drop the extra labels.
 """
+import inspect
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
@@ -38,6 +39,18 @@ def _module_entries(model: dict, key: str) -> Iterator[Tuple[str, dict]]:
                 yield f'model.{key}.{index}', entry
 
 
+def type_name(module: dict) -> str:
+    """Return the class name of a module config's ``type``, without scope.
+
+    The type may be a registry name, with or without a scope prefix such
+    as ``mmseg.``, or the class itself in a pure-Python config.
+    """
+    kind = module.get('type', '')
+    if inspect.isclass(kind):
+        return kind.__name__
+    return str(kind).split('.')[-1]
+
+
 def backbone_width(backbone: dict) -> Optional[int]:
     """Return the channel count of a Vim backbone's maps, or None.
 
@@ -50,8 +63,7 @@ def backbone_width(backbone: dict) -> Optional[int]:
     """
     from mmscope.models.backbones.vision_mamba import (ARCH_SETTINGS,
                                                        DEFAULT_ARCH)
-    kind = str(backbone.get('type', '')).split('.')[-1]
-    if kind not in VIM_BACKBONES:
+    if type_name(backbone) not in VIM_BACKBONES:
         return None
     width = backbone.get('embed_dims')
     if width is not None:

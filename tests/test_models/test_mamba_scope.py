@@ -328,8 +328,13 @@ def test_misspelt_argument_named():
 
 def test_numpy_scalar_options_accepted():
     scope = _scope(threshold=np.float32(0.5), refine_ratio=np.float64(0.25),
-                   refine_budget=np.float32(0.5), score_momentum=np.int64(0))
+                   refine_budget=np.float32(0.5), score_momentum=np.int64(0),
+                   reuse_mlp_ratio=np.int64(2), embed_dims=np.int64(32),
+                   num_layers=np.int32(4), img_size=np.int64(64))
 
+    assert scope.embed_dims == 32
+    assert type(scope.embed_dims) is int
+    assert scope.pos_grid == (4, 4)
     for name in ('threshold', 'refine_ratio', 'refine_budget',
                  'score_momentum'):
         assert type(getattr(scope, name)) is float, name

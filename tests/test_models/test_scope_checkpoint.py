@@ -55,6 +55,27 @@ def test_gate_init_cfg_applies_after_load(tmp_path):
         assert torch.all(linear.bias == 0)
 
 
+def test_gate_init_cfg_applies_to_resized_weights(tmp_path):
+    # A gate head of another class count loads its norm from the file, and
+    # its init_cfg initialises the classifier that does not fit.
+    source = MambaScope(gate_head=GATE, embed_dims=WIDTH, num_layers=LAYERS,
+                        img_size=512)
+    with torch.no_grad():
+        source.gate_head.norm.weight.fill_(3.0)
+    path = tmp_path / 'scope.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    gate = dict(type='ScopeGateHead', num_classes=5, init_cfg=dict(
+        type='Constant', layer='Linear', val=0.5, bias=0.0))
+    scope = MambaScope(
+        gate_head=gate, embed_dims=WIDTH, num_layers=LAYERS, img_size=512,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+
+    scope.init_weights()
+
+    assert torch.all(scope.gate_head.fc.weight == 0.5)
+    assert torch.all(scope.gate_head.norm.weight == 3.0)
+
+
 def test_coarse_pos_embed_from_checkpoint(tmp_path):
     state = official_vim_state_dict()
     path = tmp_path / 'vim.pth'

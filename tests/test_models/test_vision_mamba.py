@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -208,3 +209,14 @@ def test_pre_proj_collected_for_requested_layers():
 
     assert sorted(pre_projs) == [2, 3]
     assert pre_projs[2].shape == (1, 16, 64)
+
+
+@pytest.mark.parametrize('settings, error, message', [
+    (dict(embed_dims=True), ValueError, 'embed_dims must be a positive int'),
+    (dict(num_layers=4.0), ValueError, 'num_layers must be a positive int'),
+    (dict(img_size=(64.5, 64)), TypeError, 'pair of ints, got (64.5, 64)'),
+    (dict(img_size=True), TypeError, 'img_size must be an int or'),
+])
+def test_invalid_sizes_named(settings, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        VisionMamba(**dict(dict(num_layers=4), **settings))

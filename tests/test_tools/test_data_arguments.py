@@ -1,5 +1,6 @@
 """Misspelt data, transform and metric settings are named before the runner."""
 import pytest
+import torch
 from mmcv.transforms import RandomResize
 from mmengine.config import Config
 from mmseg.datasets import ADE20KDataset
@@ -100,6 +101,50 @@ def test_foreign_transforms_and_evaluators():
     ]
 
 
+def test_augment_policies_and_missing_types():
+    cfg = Config(dict(
+        default_scope='mmdet',
+        train_dataloader=dict(dataset=dict(type='CocoDataset', pipeline=[
+            dict(type='AutoAugment',
+                 policies=[[dict(type='Rotate', prb=0.5)]]),
+            dict(type='RandAugment', aug_space=[[dict(type='ColorTransfrm')]]),
+            dict(scale=(64, 64)),
+        ])),
+        val_evaluator=dict(metric='bbox')))
+
+    problems = data_argument_problems(cfg, ('train', 'val'))
+
+    assert problems == [
+        'train_dataloader.dataset.pipeline.0.policies.0.0.prb: Rotate takes '
+        "no argument 'prb' (did you mean 'prob'?)",
+        "train_dataloader.dataset.pipeline.1.aug_space.0.0.type: "
+        "'ColorTransfrm' is not a registered transform type (did you mean "
+        "'ColorTransform'?)",
+        'train_dataloader.dataset.pipeline.2.type: missing; every transform '
+        'config names its type',
+        'val_evaluator.type: missing; every metric config names its type',
+    ]
+
+
+def test_test_tool_rejects_test_time_augmentation(tmp_path):
+    config = tmp_path / 'tta.py'
+    config.write_text(
+        f"_base_ = '{REPO_ROOT}/configs/ade20k/upernet_vim_t.py'\n"
+        'test_dataloader = dict(dataset=dict(pipeline=[\n'
+        "    dict(type='LoadImageFromFile'),\n"
+        "    dict(type='TestTimeAug', transforms=[\n"
+        "        [dict(type='Resize', scale=(512, 512), keep_ratio=True)],\n"
+        "        [dict(type='RandomFlip', prob=1.0)],\n"
+        "        [dict(type='LoadAnnotations')],\n"
+        "        [dict(type='PackSegInputs')]])]))\n")
+    checkpoint = tmp_path / 'model.pth'
+    torch.save({'state_dict': {}}, checkpoint)
+
+    stderr = tool_error('tools/test.py', str(config), str(checkpoint))
+
+    assert 'test_dataloader.dataset.pipeline.1 is TestTimeAug' in stderr
+
+
 def test_class_types_and_scope_keys():
     cfg = Config(dict(
         default_scope='mmseg',
@@ -129,6 +174,6 @@ def test_train_tool_names_misspelt_setting(tmp_path):
         str(work_dir), '--cfg-options',
         'train_dataloader.dataset.data_prefx.img_path=images')
 
-    assert 'Unknown data or metric settings:' in stderr
+    assert 'Invalid data or metric settings:' in stderr
     assert "(did you mean 'data_prefix'?)" in stderr
     assert not work_dir.exists()

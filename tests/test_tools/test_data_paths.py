@@ -78,6 +78,21 @@ def test_image_folder_without_suffix(tmp_path):
     ]
 
 
+def test_image_suffix_of_class_type(tmp_path):
+    from mmseg.datasets import ADE20KDataset
+    (tmp_path / 'img').mkdir()
+    (tmp_path / 'img' / 'a.png').write_bytes(b'')
+    # A pure-Python config gives the dataset type as a class.
+    cfg = _config(val_dataloader=dict(dataset=dict(
+        type=ADE20KDataset, data_root=str(tmp_path),
+        data_prefix=dict(img_path='img'))))
+
+    assert empty_image_folders(cfg, ('val', )) == [
+        f"val_dataloader.dataset.data_prefix.img_path: {tmp_path}/img has no "
+        "file ending in '.jpg' (val_dataloader.dataset.img_suffix)"
+    ]
+
+
 def test_shipped_images_found():
     cfg = Config.fromfile(
         str(REPO_ROOT / 'configs/ade20k/upernet_vim_t.py'))

@@ -119,6 +119,23 @@ def test_concatenated_datasets_counted():
             in message)
 
 
+def test_class_types_checked():
+    # Pure-Python configs give types as classes.
+    from mmseg.models.segmentors import EncoderDecoder
+
+    from mmscope.apis import task_of
+    from mmscope.models import VisionMamba
+    cfg = _config('configs/ade20k/upernet_vim_t.py', SEG)
+    cfg.model.type = EncoderDecoder
+    cfg.model.backbone.type = VisionMamba
+    cfg.model.decode_head.in_channels = [64] * 4
+    cfg.default_scope = None
+
+    with pytest.raises(ValueError, match='decode_head.in_channels is'):
+        check_model_settings(cfg)
+    assert task_of(cfg) == 'seg'
+
+
 def test_other_backbones_not_checked():
     # STDC's detail head predicts 2 boundary classes on a 19-class data set.
     cfg = _config(SEG_CONFIG, SEG)

@@ -32,6 +32,7 @@ from mmscope.utils import (ConfigOptionsAction, build_runner,
                            check_checkpoint_input, check_config_file,
                            check_data_arguments, check_data_paths,
                            check_output_dir)
+from mmscope.utils.model_settings import type_name
 
 DEFAULT_THRESHOLDS = [round(value, 2) for value in np.arange(0, 1.0001, 0.05)]
 
@@ -136,11 +137,12 @@ def load_configs(args: argparse.Namespace, out_dir: str):
         if baseline_cfg.get('default_scope') != cfg.get('default_scope'):
             raise SystemExit('CONFIG and --baseline-config must both be '
                              'mmseg configs or both mmdet configs.')
-        kind = str((baseline_cfg.model.get('backbone') or {}).get('type'))
-        if kind.split('.')[-1] != 'VisionMamba':
+        kind = type_name(baseline_cfg.model.get('backbone') or {})
+        if kind != 'VisionMamba':
             raise SystemExit(
                 '--baseline-config must have a VisionMamba backbone, whose '
-                f'GFLOPs the sweep counts; {args.baseline_config} has {kind}.')
+                f'GFLOPs the sweep counts; {args.baseline_config} has '
+                f'{kind or "none"}.')
     return cfg, baseline_cfg
 
 

@@ -160,11 +160,11 @@ class MambaScope(VisionMamba):
                         self.embed_dims))
         trunc_normal_(self.coarse_pos_embed, std=0.02)
         if isinstance(reuse_mlp_ratio, bool) or not isinstance(
-                reuse_mlp_ratio, int) or reuse_mlp_ratio < 1:
+                reuse_mlp_ratio, numbers.Integral) or reuse_mlp_ratio < 1:
             raise ValueError(f'reuse_mlp_ratio must be a whole number of at '
                              f'least 1, got {reuse_mlp_ratio!r}; the default '
                              'is 4.')
-        self.reuse = ReuseBlock(self.embed_dims, reuse_mlp_ratio)
+        self.reuse = ReuseBlock(self.embed_dims, int(reuse_mlp_ratio))
 
         self.gate_head = build_model_from_cfg(self._gate_config(gate_head))
 

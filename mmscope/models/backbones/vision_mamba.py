@@ -44,13 +44,19 @@ ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
 }
 
 
+def _is_whole_number(value) -> bool:
+    """Return whether ``value`` is an integer (NumPy's too), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, (tuple, list)) and len(value) == 2:
+    if _is_whole_number(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            _is_whole_number(entry) for entry in value):
         return int(value[0]), int(value[1])
-    raise TypeError(f'{name} must be an int or a (height, width) pair, '
-                    f'got {value!r}.')
+    raise TypeError(f'{name} must be an int or a (height, width) pair of '
+                    f'ints, got {value!r}.')
 
 
 def pretrained_entry(init_cfg: object,
@@ -264,10 +270,10 @@ class VisionMamba(BaseModule):
                                 'expand', 'patch_size'), overrides):
             if value is None:
                 continue
-            if not isinstance(value, int) or value <= 0:
+            if not _is_whole_number(value) or value <= 0:
                 raise ValueError(f'{name} must be a positive int, got '
                                  f'{value!r}.')
-            settings[name] = value
+            settings[name] = int(value)
         return settings
 
     def _resolve_out_indices(
@@ -573,8 +579,9 @@ class VisionMamba(BaseModule):
         The checkpoint must contain every weight of the Vim body. The layers
         of ``extra_prefixes`` may be missing, and those of ``task_prefixes``
         may have other shapes (see :func:`load_state_dict_checked`). A
-        child module that gets none of its weights from the checkpoint runs
-        its own ``init_weights``, so its ``init_cfg`` applies.
+        child module that misses weights in the checkpoint runs its own
+        ``init_weights``, so its ``init_cfg`` applies, and then gets back
+        the weights that the checkpoint did set.
         """
         pretrained = self.pretrained_init_cfg()
         if pretrained is None:
@@ -598,6 +605,10 @@ class VisionMamba(BaseModule):
     def _init_children_not_loaded(self, not_loaded: List[str]) -> List[str]:
         """Run ``init_weights`` of the children the checkpoint did not set.
 
+        A child that the checkpoint set in part, such as a gate head of
+        another class count whose norm still loads, is initialised as a
+        whole and then gets back the loaded values.
+
         Args:
             not_loaded: State-dict keys that kept their initial values.
 
@@ -605,12 +616,16 @@ class VisionMamba(BaseModule):
             The names of the children whose ``init_weights`` ran.
         """
         not_loaded = set(not_loaded)
-        keys = list(self.state_dict())
         initialised = []
         for name, child in self.named_children():
-            child_keys = [key for key in keys if key.startswith(f'{name}.')]
-            if child_keys and not_loaded.issuperset(child_keys) and hasattr(
-                    child, 'init_weights'):
-                child.init_weights()
-                initialised.append(name)
+            if not hasattr(child, 'init_weights'):
+                continue
+            state = child.state_dict()
+            if not not_loaded.intersection(f'{name}.{key}' for key in state):
+                continue
+            loaded = {key: value.clone() for key, value in state.items()
+                      if f'{name}.{key}' not in not_loaded}
+            child.init_weights()
+            child.load_state_dict(loaded, strict=False)
+            initialised.append(name)
         return initialised
