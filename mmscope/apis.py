@@ -12,8 +12,8 @@ from mmscope.utils import (adapt_config_to_device, check_checkpoint_matches,
 from mmscope.utils.checkpoint_file import (check_local_checkpoint,
                                            damaged_file_errors)
 from mmscope.utils.checkpoint_match import build_config_model
-from mmscope.utils.runner_checkpoints import runner_checkpoints_allowed
 from mmscope.utils.image_checks import check_image
+from mmscope.utils.runner_checkpoints import runner_checkpoints_allowed
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:

@@ -49,6 +49,17 @@ def _is_whole_number(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    """Return whether autocast is on for a device type such as ``'cpu'``."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        # PyTorch before 2.4 takes no device type.
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
 def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
     if _is_whole_number(value):
         return int(value), int(value)
@@ -432,8 +443,7 @@ class VisionMamba(BaseModule):
                 f'{name} expects floating-point images, got {x.dtype}. '
                 f'Convert them with x.to({weight_dtype}) after normalising, '
                 "as the model's data preprocessor does.")
-        if x.dtype != weight_dtype and not torch.is_autocast_enabled(
-                x.device.type):
+        if x.dtype != weight_dtype and not _autocast_enabled(x.device.type):
             raise ValueError(
                 f'{name} has {weight_dtype} weights but got {x.dtype} '
                 f'images. Convert them with x.to({weight_dtype}), or run '
