@@ -369,6 +369,11 @@ def test_invalid_gate_settings(gate, message):
         _scope(gate_head=gate)
 
 
+def test_unknown_gate_type_named():
+    with pytest.raises(ValueError, match="type='ScopeGateHead'"):
+        _scope(gate_head=dict(type='ScopeGateHaed', num_classes=10))
+
+
 def test_gate_type_defaults():
     scope = _scope(gate_head=dict(num_classes=10))
 

@@ -221,6 +221,8 @@ def test_train_tool_rejects_invalid_settings_in_one_line(tmp_path):
          "threshold must be a number, got 'abc'"),
         ('model.backbone.treshold=0.5',
          "'treshold' (did you mean 'threshold'?)"),
+        ('model.backbone.gate_head.type=ScopeGateHaed',
+         "The gate head of MambaScope is type='ScopeGateHead'"),
     ]:
         stderr = tool_error('tools/train.py', scope_config, '--work-dir',
                              str(tmp_path), '--cfg-options',

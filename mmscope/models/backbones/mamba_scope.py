@@ -166,7 +166,17 @@ class MambaScope(VisionMamba):
                              'is 4.')
         self.reuse = ReuseBlock(self.embed_dims, int(reuse_mlp_ratio))
 
-        self.gate_head = build_model_from_cfg(self._gate_config(gate_head))
+        gate_cfg = self._gate_config(gate_head)
+        try:
+            self.gate_head = build_model_from_cfg(gate_cfg)
+        except KeyError as error:
+            # The registry raises a KeyError for an unknown type, which the
+            # tools would show as a traceback.
+            reason = error.args[0] if error.args else error
+            raise ValueError(
+                f'gate_head: {reason}. The gate head of MambaScope is '
+                "type='ScopeGateHead', or a registered subclass of it.") \
+                from error
 
         # Set by ScopeSelectionHook during training; None uses refine_ratio.
         self.train_refine_ratio: Optional[float] = None
