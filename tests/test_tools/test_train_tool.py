@@ -96,7 +96,7 @@ def test_resume_without_checkpoint_warns(tmp_path):
 
 def test_resume_without_checkpoint_keeps_load_from(tmp_path):
     # With nothing to resume, the run starts from the config's load_from,
-    # which is checked and rejected here because it holds no weights.
+    # which is checked and rejected here because it contains no weights.
     empty = tmp_path / 'empty.pth'
     torch.save({'state_dict': {}}, empty)
 

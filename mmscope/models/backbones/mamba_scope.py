@@ -27,6 +27,7 @@ from mmscope.models.utils.mixed_sequence import (build_mixed_index,
                                                  coarse_cell_of_fine,
                                                  gather_mixed, scatter_mixed)
 from mmscope.models.utils.share_count import ceil_share, round_share
+from mmscope.models.utils.whole_number import is_whole_number
 from mmscope.registry import build_model_from_cfg, register_model
 
 from .vision_mamba import VisionMamba, resolve_layer_indices
@@ -159,8 +160,7 @@ class MambaScope(VisionMamba):
             torch.zeros(1, self.coarse_pos_grid[0] * self.coarse_pos_grid[1],
                         self.embed_dims))
         trunc_normal_(self.coarse_pos_embed, std=0.02)
-        if isinstance(reuse_mlp_ratio, bool) or not isinstance(
-                reuse_mlp_ratio, numbers.Integral) or reuse_mlp_ratio < 1:
+        if not is_whole_number(reuse_mlp_ratio) or reuse_mlp_ratio < 1:
             raise ValueError(f'reuse_mlp_ratio must be a whole number of at '
                              f'least 1, got {reuse_mlp_ratio!r}; the default '
                              'is 4.')

@@ -8,7 +8,6 @@ maps of a few layers and turns them into maps at strides 4, 8, 16 and 32.
 """
 import math
 import warnings
-from numbers import Integral
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -27,6 +26,7 @@ from mmscope.models.utils.runner_config import stored_module_settings
 from mmscope.models.utils.vim_checkpoint import (
     checked_grid, convert_vim_state_dict, load_state_dict_checked,
     unwrap_state_dict, warn_unless_middle_class_token)
+from mmscope.models.utils.whole_number import is_whole_number
 from mmscope.registry import register_model
 
 IntOrPair = Union[int, Tuple[int, int]]
@@ -44,11 +44,6 @@ ARCH_SETTINGS: Dict[str, Dict[str, int]] = {
 }
 
 
-def _is_whole_number(value) -> bool:
-    """Return whether ``value`` is an integer (NumPy's too), not a bool."""
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
 def _autocast_enabled(device_type: str) -> bool:
     """Return whether autocast is on for a device type such as ``'cpu'``."""
     try:
@@ -61,10 +56,10 @@ def _autocast_enabled(device_type: str) -> bool:
 
 
 def _to_pair(value: IntOrPair, name: str) -> Tuple[int, int]:
-    if _is_whole_number(value):
+    if is_whole_number(value):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            _is_whole_number(entry) for entry in value):
+            is_whole_number(entry) for entry in value):
         return int(value[0]), int(value[1])
     raise TypeError(f'{name} must be an int or a (height, width) pair of '
                     f'ints, got {value!r}.')
@@ -121,7 +116,7 @@ def resolve_layer_indices(indices: Sequence[int], num_layers: int,
                         f'{indices!r}.')
     resolved = []
     for index in indices:
-        if isinstance(index, bool) or not isinstance(index, Integral):
+        if not is_whole_number(index):
             raise TypeError(f'{name} entries must be whole layer indices, '
                             f'got {index!r}.')
         if not -num_layers <= index < num_layers:
@@ -281,7 +276,7 @@ class VisionMamba(BaseModule):
                                 'expand', 'patch_size'), overrides):
             if value is None:
                 continue
-            if not _is_whole_number(value) or value <= 0:
+            if not is_whole_number(value) or value <= 0:
                 raise ValueError(f'{name} must be a positive int, got '
                                  f'{value!r}.')
             settings[name] = int(value)

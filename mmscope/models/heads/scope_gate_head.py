@@ -1,5 +1,4 @@
 """Gate head of MambaScope: decides from the coarse tokens whether to stop."""
-import numbers
 from typing import Sequence
 
 import torch
@@ -8,6 +7,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmscope.models.utils.loss_weight import checked_loss_weight
+from mmscope.models.utils.whole_number import is_whole_number
 from mmscope.registry import register_model
 
 GATE_MODES = ('multilabel', 'softmax')
@@ -53,8 +53,7 @@ class ScopeGateHead(BaseModule):
                              f'choose one of {CONFIDENCE_REDUCTIONS}.')
         for name, value in (('in_channels', in_channels),
                             ('num_classes', num_classes)):
-            if isinstance(value, bool) or not isinstance(
-                    value, numbers.Integral) or value < 1:
+            if not is_whole_number(value) or value < 1:
                 raise ValueError(f'gate_head.{name} must be a whole number '
                                  f'of at least 1, got {value!r}.')
         if mode == 'softmax' and num_classes < 2:
