@@ -7,6 +7,7 @@ would at that threshold, so the metrics of every threshold are computed
 without running the model again.
 """
 import copy
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import print_log
 from mmengine.registry import Registry
 from mmengine.utils import ProgressBar
 from torch import nn
 
 from mmscope.models.backbones import refine_by_threshold
 from mmscope.models.utils.share_count import round_share
+from mmscope.utils.log_level import current_logger_level
 
 from .backbone_override import fixed_backbone_output
 
@@ -206,13 +208,8 @@ def collect_paths(model: nn.Module, dataloader,
 @contextmanager
 def _quiet_logger() -> Iterator[None]:
     """Hide the INFO tables metrics log for every threshold."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')
-    try:
+    with current_logger_level(logging.WARNING):
         yield
-    finally:
-        logger.setLevel(level)
 
 
 def _prefixed(metric: BaseMetric, values: Dict[str, float]) -> dict:

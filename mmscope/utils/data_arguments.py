@@ -70,6 +70,20 @@ def _closest(name: str, candidates: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ''
 
 
+def _resolved_type(module: dict, registry: Registry, scope: str):
+    """Return the class a module config's ``type`` names, or None.
+
+    A type that is not a string (a class in a pure-Python config) is
+    returned as it is.
+    """
+    kind = module.get('type')
+    if not isinstance(kind, str):
+        return kind
+    with registry.switch_scope_and_registry(module.get('_scope_',
+                                                       scope)) as scoped:
+        return scoped.get(kind)
+
+
 def module_problems(module: dict, setting: str, registry: Registry,
                     scope: str) -> List[str]:
     """Return one line per unknown type or argument of a module config.
@@ -89,16 +103,13 @@ def module_problems(module: dict, setting: str, registry: Registry,
     if kind is None:
         return [f'{setting}.type: missing; every {registry.name} config '
                 'names its type']
-    if isinstance(kind, str):
-        with registry.switch_scope_and_registry(
-                module.get('_scope_', scope)) as scoped:
-            cls = scoped.get(kind)
-            if cls is None:
-                hint = _closest(kind, _registered_names(scoped))
-                return [f"{setting}.type: '{kind}' is not a registered "
-                        f'{registry.name} type{hint}']
-    else:
-        cls = kind
+    cls = _resolved_type(module, registry, scope)
+    if cls is None:
+        with registry.switch_scope_and_registry(module.get('_scope_',
+                                                           scope)) as scoped:
+            hint = _closest(kind, _registered_names(scoped))
+        return [f"{setting}.type: '{kind}' is not a registered "
+                f'{registry.name} type{hint}']
     if not inspect.isclass(cls):
         return []
 
@@ -128,11 +139,7 @@ def _builds_nested_transforms(transform: dict, scope: str) -> bool:
     from mmcv.transforms import TestTimeAug
     from mmcv.transforms.wrappers import (Compose, KeyMapper, RandomApply,
                                           RandomChoice, TransformBroadcaster)
-    kind = transform.get('type')
-    if isinstance(kind, str):
-        with TRANSFORMS.switch_scope_and_registry(
-                transform.get('_scope_', scope)) as scoped:
-            kind = scoped.get(kind)
+    kind = _resolved_type(transform, TRANSFORMS, scope)
     wrappers = (Compose, KeyMapper, RandomApply, RandomChoice,
                 TransformBroadcaster, TestTimeAug)
     return inspect.isclass(kind) and issubclass(kind, wrappers)

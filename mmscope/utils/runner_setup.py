@@ -8,7 +8,6 @@ from typing import Iterator, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -17,6 +16,7 @@ from .cli_checks import (ConfigOptionsAction, check_checkpoint_fits,
                          check_checkpoint_input, check_config_file,
                          check_output_dir)
 from .device_config import adapt_config_to_device, init_cpu_process_group
+from .log_level import current_logger_level
 from .model_settings import check_model_settings
 from .runner_checkpoints import allow_runner_checkpoints
 
@@ -184,18 +184,6 @@ def _model_before_runner(cfg: Config) -> torch.nn.Module:
         return build_config_model(cfg)
 
 
-@contextmanager
-def _errors_only_logged() -> Iterator[None]:
-    """Let the current MMLogger log errors only, until the block ends."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _preload_backbone_weights(model: torch.nn.Module) -> None:
     """Exit if the backbone's Pretrained ``init_cfg`` does not load.
 
@@ -208,7 +196,7 @@ def _preload_backbone_weights(model: torch.nn.Module) -> None:
     if not isinstance(backbone, VisionMamba):
         return
     try:
-        with _errors_only_logged():
+        with current_logger_level(logging.ERROR):
             backbone.init_weights()
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error
